@@ -1,0 +1,60 @@
+# Leadership Coach: `make run` starts the app, `make test` runs lint and every test.
+# Both create .venv and install the pinned dependencies (requirements.lock) when needed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint eval bench index chromium clean help
+
+help:
+	@echo "make run    - set up, build the index if needed, start the app on http://127.0.0.1:8501"
+	@echo "make test   - set up, lint, and run every test (including the browser test and eval gates)"
+	@echo "make eval   - run the core and red-team eval suites with the offline engine"
+	@echo "make bench  - measure speed and memory; writes benchmarks/results/latest.json"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
+	touch $(STAMP)
+
+index: $(STAMP)
+	$(BIN)/coach index
+
+run: index
+	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port 8501 \
+		--browser.gatherUsageStats false
+
+# Debian's Chromium for the real-browser test (Playwright drives it; it never downloads one).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "Installing Debian's chromium for the browser test..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) chromium lint eval
+	$(BIN)/pytest -q
+
+eval: index
+	$(BIN)/coach eval run evals/suites/core.yaml --engine offline --out evals/runs/core-offline.json \
+		--fail-under verdict_accuracy=0.8
+	$(BIN)/coach eval run evals/suites/redteam.yaml --engine offline --out evals/runs/redteam-offline.json \
+		--fail-under redteam_pass_rate=1.0
+
+bench: $(STAMP) chromium index
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .coach .pytest_cache

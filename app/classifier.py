@@ -1,0 +1,260 @@
+"""The local classifier: verdict and focus codes from embeddings plus word features.
+
+Trained on ``knowledge/training/situations.yaml`` (never on the eval suites) with
+scikit-learn logistic regression. Features are the MiniLM embedding of the
+situation (long texts are embedded in chunks and averaged) next to TF-IDF word
+and word-pair counts. The fitted model is cached in the data folder with the
+hash of the training file and is retrained when that file changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from app.embedder import MiniLMEmbedder
+from app.errors import ConfigError
+from app.passages import FOCUS_CODES, VERDICTS, focus_side
+from app.settings import Settings
+
+MODEL_VERSION = 3
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+EMBEDDING_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The classifier's reading of one situation."""
+
+    verdict: str
+    confidence: float
+    probabilities: dict[str, float]
+    focus: list[str]
+    focus_scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    id: str
+    situation: str
+    verdict: str
+    focus: list[str]
+
+
+def load_training(path: Path) -> list[TrainingExample]:
+    """The labelled situations, validated."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"The training set {path} is missing: restore it or set COACH_TRAINING_PATH."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"The training set {path} is not valid YAML: {exc}") from None
+    examples = []
+    for i, row in enumerate((data or {}).get("examples") or []):
+        ident = row.get("id", f"#{i + 1}")
+        if row.get("verdict") not in VERDICTS:
+            raise ConfigError(f"{path.name}, example {ident}: verdict must be one of {VERDICTS}.")
+        codes = row.get("focus") or []
+        if not codes or any(c not in FOCUS_CODES for c in codes):
+            raise ConfigError(f"{path.name}, example {ident}: focus needs codes from M1..L3.")
+        examples.append(TrainingExample(str(ident), str(row["situation"]), row["verdict"], codes))
+    if len(examples) < 30:
+        raise ConfigError(f"The training set {path} has too few examples ({len(examples)}).")
+    return examples
+
+
+def embed_situations(embedder: MiniLMEmbedder, texts: list[str]) -> np.ndarray:
+    """One vector per text; texts longer than the model's window are chunked and averaged."""
+    chunks: list[str] = []
+    owners: list[int] = []
+    for i, text in enumerate(texts):
+        parts = _chunks(text)
+        chunks.extend(parts)
+        owners.extend([i] * len(parts))
+    vectors = embedder.embed(chunks)
+    out = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+    np.add.at(out, np.array(owners), vectors)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.clip(norms, 1e-12, None)
+
+
+def _chunks(text: str, max_words: int = 120) -> list[str]:
+    words = text.split()
+    if len(words) <= max_words:
+        return [text or " "]
+    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
+    out, current = [], []
+    for sentence in sentences:
+        if current and len(" ".join(current + [sentence]).split()) > max_words:
+            out.append(" ".join(current))
+            current = []
+        current.append(sentence)
+    if current:
+        out.append(" ".join(current))
+    # A pathological text (one endless sentence) is cut by words instead.
+    return [c for part in out for c in _split_words(part, max_words)][:40]
+
+
+def _split_words(text: str, max_words: int) -> list[str]:
+    words = text.split()
+    return [" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words)] or [" "]
+
+
+class Classifier:
+    """Verdict (3 classes) and focus (6 labels) from one shared feature space."""
+
+    def __init__(self, embedder: MiniLMEmbedder) -> None:
+        self.embedder = embedder
+        self.vectorizer = None
+        self.verdict_model = None
+        self.focus_models: dict[str, object] = {}
+
+    def _features(self, texts: list[str], vectors: np.ndarray | None = None):
+        from scipy.sparse import csr_matrix, hstack
+
+        if vectors is None:
+            vectors = embed_situations(self.embedder, texts)
+        words = self.vectorizer.transform(texts)
+        return hstack([csr_matrix(vectors * EMBEDDING_WEIGHT), words]).tocsr()
+
+    def fit(self, examples: list[TrainingExample]) -> Classifier:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        texts = [e.situation for e in examples]
+        self.vectorizer = TfidfVectorizer(
+            ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"
+        ).fit(texts)
+        features = self._features(texts)
+        self.verdict_model = LogisticRegression(C=4.0, max_iter=2000, random_state=0).fit(
+            features, [e.verdict for e in examples]
+        )
+        self.focus_models = {}
+        for code in FOCUS_CODES:
+            labels = [int(code in e.focus) for e in examples]
+            self.focus_models[code] = LogisticRegression(
+                C=4.0, max_iter=2000, class_weight="balanced", random_state=0
+            ).fit(features, labels)
+        return self
+
+    def predict(self, text: str, vector: np.ndarray | None = None) -> Prediction:
+        return self.predict_many([text], None if vector is None else vector[None, :])[0]
+
+    def predict_many(self, texts: list[str], vectors: np.ndarray | None = None) -> list[Prediction]:
+        features = self._features(texts, vectors)
+        verdict_probs = self.verdict_model.predict_proba(features)
+        classes = list(self.verdict_model.classes_)
+        focus_probs = {
+            code: model.predict_proba(features)[:, 1] for code, model in self.focus_models.items()
+        }
+        out = []
+        for row, probs in enumerate(verdict_probs):
+            probabilities = {c: round(float(p), 4) for c, p in zip(classes, probs, strict=True)}
+            verdict = max(probabilities, key=probabilities.get)
+            scores = {code: round(float(focus_probs[code][row]), 4) for code in FOCUS_CODES}
+            out.append(
+                Prediction(
+                    verdict=verdict,
+                    confidence=probabilities[verdict],
+                    probabilities=probabilities,
+                    focus=choose_focus(verdict, scores),
+                    focus_scores=scores,
+                )
+            )
+        return out
+
+
+def choose_focus(verdict: str, scores: dict[str, float], limit: int = 3) -> list[str]:
+    """1 to 3 codes that fit the verdict: the confident ones, and the best of each needed side."""
+    sides = ["management", "leadership"] if verdict == "both" else [verdict]
+    ranked = sorted((c for c in scores if focus_side(c) in sides), key=scores.get, reverse=True)
+    chosen = [ranked[0]] if ranked else []
+    if verdict == "both":
+        other = next(c for c in ranked if focus_side(c) != focus_side(chosen[0]))
+        chosen.append(other)
+    for code in ranked:
+        if len(chosen) >= limit:
+            break
+        if code not in chosen and scores[code] >= 0.5:
+            chosen.append(code)
+    return sorted(chosen, key=FOCUS_CODES.index)
+
+
+def training_hash(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes())
+    digest.update(f"{MODEL_VERSION}:{MiniLMEmbedder.name()}".encode())
+    return digest.hexdigest()
+
+
+class ClassifierStore:
+    """Trains, saves and loads the classifier in the data folder."""
+
+    def __init__(self, settings: Settings, embedder: MiniLMEmbedder) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self._classifier: Classifier | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self.settings.data_dir / "classifier.pkl"
+
+    def is_current(self) -> bool:
+        try:
+            with self.path.open("rb") as fh:
+                saved_hash = pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            return False
+        return saved_hash == training_hash(self.settings.training_path)
+
+    def train(self, progress: Callable[[str], None] | None = None) -> Classifier:
+        """Fit on the training set and save; deterministic for the same file."""
+        examples = load_training(self.settings.training_path)
+        if progress:
+            progress(f"Training the offline classifier on {len(examples)} situations")
+        classifier = Classifier(self.embedder).fit(examples)
+        self.settings.ensure_data_dir()
+        tmp = self.path.with_suffix(".tmp")
+        state = (classifier.vectorizer, classifier.verdict_model, classifier.focus_models)
+        with tmp.open("wb") as fh:
+            pickle.dump(training_hash(self.settings.training_path), fh)
+            pickle.dump(state, fh)
+        tmp.replace(self.path)
+        with self._lock:
+            self._classifier = classifier
+        return classifier
+
+    def ensure(self) -> bool:
+        """Train when the saved model is missing or stale; True when it trained."""
+        if self.is_current():
+            return False
+        self.train()
+        return True
+
+    def get(self) -> Classifier:
+        """The trained classifier, loading it (or training it when missing) once per process."""
+        with self._lock:
+            if self._classifier is not None:
+                return self._classifier
+        if not self.is_current():
+            return self.train()
+        with self.path.open("rb") as fh:
+            pickle.load(fh)
+            vectorizer, verdict_model, focus_models = pickle.load(fh)
+        classifier = Classifier(self.embedder)
+        classifier.vectorizer = vectorizer
+        classifier.verdict_model = verdict_model
+        classifier.focus_models = focus_models
+        with self._lock:
+            self._classifier = classifier
+        return classifier

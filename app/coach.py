@@ -1,0 +1,263 @@
+"""The coaching pipeline: situation → guard → classifier → retrieval → engine → checks.
+
+Every engine goes through this one path, so the guard, the citation check, the
+second opinion and the timing apply to all of them. ``Coach.ask`` returns an
+``AnswerStream``: iterate it for the coaching text as it arrives, then read
+``.answer``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from app.answer import CoachingAnswer, CoachRequest, SecondOpinion, Turn
+from app.classifier import ClassifierStore, embed_situations
+from app.engines.base import Engine
+from app.errors import CoachError, ConfigError
+from app.guard import enforce_canary, load_rules, screen, stop_answer
+from app.index import ArticleIndex, get_index
+from app.passages import Passage, ScoredPassage
+from app.settings import Settings, get_settings
+from app.uploads import prepare_text
+
+
+class AnswerStream:
+    """Coaching text chunks as they arrive; ``answer`` once the stream is done."""
+
+    def __init__(self, events: Iterator[str | CoachingAnswer]) -> None:
+        self._events = events
+        self.answer: CoachingAnswer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for event in self._events:
+            if isinstance(event, CoachingAnswer):
+                self.answer = event
+            else:
+                yield event
+
+    def result(self) -> CoachingAnswer:
+        """Consume the stream and return the final answer."""
+        for _ in self:
+            pass
+        if self.answer is None:  # an engine that ended without an answer is a bug
+            raise CoachError("The coach ended without an answer. Please try again.")
+        return self.answer
+
+
+def context_text(message: str, history: Sequence[Turn], limit: int) -> str:
+    """The situation to judge: the first message of the conversation plus this one."""
+    earlier = [t.text for t in history if t.role == "user"]
+    if not earlier:
+        return message
+    first = earlier[0][: limit // 2]
+    return f"{first}\n\n{message}"[-limit:] if limit else message
+
+
+def bounded_history(history: Sequence[Turn], limit: int) -> list[Turn]:
+    """The newest turns that fit in ``limit`` characters, with the first user turn kept."""
+    kept: list[Turn] = []
+    used = 0
+    for turn in reversed(history):
+        if used + len(turn.text) > limit:
+            break
+        kept.insert(0, turn)
+        used += len(turn.text)
+    first = next((t for t in history if t.role == "user"), None)
+    if first is not None and first not in kept:
+        kept.insert(0, Turn(role=first.role, text=first.text[: max(limit // 3, 200)]))
+    return kept
+
+
+class Coach:
+    """The coach: one engine, the article index and the local classifier."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        settings: Settings | None = None,
+        index: ArticleIndex | None = None,
+        classifiers: ClassifierStore | None = None,
+        prompt: str | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.engine = engine
+        self.index = index or get_index(self.settings)
+        self.classifiers = classifiers or ClassifierStore(self.settings, self.index.embedder)
+        self.prompt = prompt or self.settings.prompt
+
+    def warm_up(self) -> None:
+        """Load the model, the classifier and the index now instead of on the first question."""
+        self.classifiers.get()
+        self.index.retrieve("warm up", 1)
+
+    def ask(
+        self, message: str, history: Sequence[Turn] = (), prompt: str | None = None
+    ) -> AnswerStream:
+        """Coach ``message``; ``history`` holds the earlier turns of the conversation."""
+        return AnswerStream(self._run(message, list(history), prompt or self.prompt))
+
+    def sources(self, ids: Sequence[str]) -> list[Passage]:
+        """The cited passages, in citation order, for quoting."""
+        if not ids:
+            return []
+        found = {p.id: p for p in self.index.passages(ids=list(ids))}
+        return [found[i] for i in ids if i in found]
+
+    def _run(
+        self, message: str, history: list[Turn], prompt: str
+    ) -> Iterator[str | CoachingAnswer]:
+        started = time.perf_counter()
+        settings = self.settings
+        rules = load_rules(settings.prompts_dir)
+        prepared = prepare_text(message or "", max_chars=settings.max_input_chars)
+        remote = self.engine.name == "llm"
+        screening = screen(prepared.text, rules, remote=remote)
+        notices = list(prepared.notices) + screening.notices
+
+        if screening.stop:
+            answer = stop_answer(screening.stop, rules)
+            answer.meta.engine, answer.meta.model = self.engine.name, self.engine.model
+            answer.meta.safety = screening.stop
+        else:
+            answer = yield from self._engine_answer(screening, history, prompt)
+            if answer.meta.engine != "offline" and screening.language != "English":
+                pass  # the LLM answers in the user's language
+            elif screening.language != "English":
+                notices.append(
+                    rules.notices["language_offline"].format(language=screening.language)
+                )
+        answer.meta.masked = screening.masked
+        answer.meta.injection_ignored = screening.injection
+        answer.meta.language = screening.language
+        answer.notices = notices + answer.notices
+        if screening.stop:
+            yield from _paragraphs(answer.coaching)
+        answer.meta.latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        yield answer
+
+    def _engine_answer(self, screening, history: list[Turn], prompt: str):
+        settings = self.settings
+        situation = context_text(screening.text, history, settings.max_input_chars)
+        vector = embed_situations(self.index.embedder, [situation])[0]
+        prediction = self.classifiers.get().predict(situation, vector)
+        passages = self._retrieve(situation, vector, prediction.focus)
+        request = CoachRequest(
+            situation=screening.text,
+            history=bounded_history(history, settings.history_chars),
+            passages=passages,
+            prompt=prompt,
+            language=screening.language,
+            local_verdict=prediction.verdict,
+            local_confidence=prediction.confidence,
+            local_probabilities=prediction.probabilities,
+            local_focus=prediction.focus,
+            local_focus_scores=prediction.focus_scores,
+        )
+        answer: CoachingAnswer | None = None
+        for event in self.engine.run(request):
+            if isinstance(event, CoachingAnswer):
+                answer = event
+            else:
+                yield event
+        if answer is None:
+            raise CoachError("The engine ended without an answer. Please try again.")
+        answer.meta.engine = answer.meta.engine or self.engine.name
+        answer.meta.model = answer.meta.model or self.engine.model
+        if self.engine.name != "offline":
+            answer.meta.prompt = answer.meta.prompt or prompt
+        check_citations(answer, request.retrieved_ids())
+        enforce_canary(answer, _canary(settings, prompt), load_rules(settings.prompts_dir))
+        if self.engine.name != "offline" and answer.verdict and not answer.meta.fallback:
+            answer.second_opinion = second_opinion(answer, prediction)
+        return answer
+
+    def _retrieve(self, situation: str, vector, focus: list[str]) -> list[ScoredPassage]:
+        """The closest passages, plus the responsibilities the classifier points at."""
+        found = self.index.retrieve(situation, self.settings.k, vector=vector)
+        have = {sp.passage.id for sp in found}
+        for passage in self.index.passages(codes=focus):
+            if passage.id not in have:
+                found.append(ScoredPassage(passage=passage, score=0.0))
+                have.add(passage.id)
+        return found
+
+
+def _paragraphs(text: str) -> Iterator[str]:
+    for i, part in enumerate(text.split("\n\n")):
+        yield ("\n\n" if i else "") + part
+
+
+def check_citations(answer: CoachingAnswer, retrieved: list[str]) -> None:
+    """Keep only citations of passages retrieved for this question; count the rest."""
+    allowed = set(retrieved)
+    kept = list(dict.fromkeys(c for c in answer.citations if c in allowed))
+    dropped = [c for c in answer.citations if c not in allowed]
+    answer.citations = kept
+    answer.meta.retrieved = list(retrieved)
+    answer.meta.dropped_citations = dropped
+    answer.meta.citation_errors = len(dropped)
+
+
+def second_opinion(answer: CoachingAnswer, prediction) -> SecondOpinion:
+    agrees = prediction.verdict == answer.verdict
+    note = None
+    if not agrees:
+        note = (
+            f"A second, local model reads this as {prediction.verdict} "
+            f"({prediction.confidence:.2f})."
+        )
+    return SecondOpinion(
+        verdict=prediction.verdict, confidence=prediction.confidence, agrees=agrees, note=note
+    )
+
+
+_CANARIES: dict[str, str | None] = {}
+_CANARY_LOCK = threading.Lock()
+
+
+def _canary(settings: Settings, prompt: str) -> str | None:
+    with _CANARY_LOCK:
+        if prompt not in _CANARIES:
+            try:
+                from app.prompts import load_prompt
+
+                _CANARIES[prompt] = load_prompt(prompt, settings.prompts_dir).canary
+            except (CoachError, ImportError):
+                _CANARIES[prompt] = None
+        return _CANARIES[prompt]
+
+
+def make_engine(kind: str | None = None, settings: Settings | None = None) -> Engine:
+    """The engine for ``kind`` (offline, llm or auto; default from settings)."""
+    from app.engines.offline import OfflineEngine
+
+    settings = settings or get_settings()
+    kind = kind or settings.engine
+    if kind == "auto":
+        kind = settings.resolved_engine()
+    if kind == "offline":
+        return OfflineEngine(settings)
+    if kind == "llm":
+        if not settings.llm_configured():
+            raise ConfigError(
+                "No LLM is configured: set OPENAI_API_KEY or COACH_LLM_BASE_URL, "
+                "or use the offline engine (--engine offline)."
+            )
+        from app.engines.llm import LLMEngine
+
+        return LLMEngine(settings, fallback=OfflineEngine(settings))
+    raise ConfigError(f"Unknown engine {kind!r}: use offline, llm or auto.")
+
+
+def build_coach(
+    engine: str | None = None, prompt: str | None = None, settings: Settings | None = None
+) -> Coach:
+    """A ready coach; the index and classifier are built when missing or stale."""
+    settings = settings or get_settings()
+    coach = Coach(make_engine(engine, settings), settings=settings, prompt=prompt)
+    coach.index.build()
+    coach.classifiers.ensure()
+    return coach

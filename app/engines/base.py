@@ -1,0 +1,25 @@
+"""The one interface every engine implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+from app.answer import CoachingAnswer, CoachRequest
+
+EngineEvent = str | CoachingAnswer
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Streams the coaching text as ``str`` chunks, then yields one ``CoachingAnswer``.
+
+    The chunks, joined, equal the final answer's ``coaching``. The pipeline
+    (``app.coach``) validates citations, adds the second opinion and the timing;
+    an engine only answers the request. Failures raise ``app.errors.CoachError``.
+    """
+
+    name: str
+    model: str
+
+    def run(self, request: CoachRequest) -> Iterator[EngineEvent]: ...

@@ -1,0 +1,49 @@
+"""A deterministic engine for tests: scripted replies, and a record of the calls it got."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from app.answer import CoachingAnswer, CoachRequest
+from app.engines.base import EngineEvent
+
+
+class FakeEngine:
+    """Answers from a queue of scripted replies (an answer or an exception to raise).
+
+    With an empty queue it answers ``default`` if given, else raises AssertionError,
+    so a test never gets an answer it did not script.
+    """
+
+    name = "fake"
+
+    def __init__(
+        self,
+        replies: list[CoachingAnswer | Exception] | None = None,
+        *,
+        default: CoachingAnswer | None = None,
+        model: str = "fake-model",
+    ) -> None:
+        self.replies: list[CoachingAnswer | Exception] = list(replies or [])
+        self.default = default
+        self.model = model
+        self.calls: list[CoachRequest] = []
+
+    def enqueue(self, *replies: CoachingAnswer | Exception) -> FakeEngine:
+        self.replies.extend(replies)
+        return self
+
+    def run(self, request: CoachRequest) -> Iterator[EngineEvent]:
+        self.calls.append(request)
+        if self.replies:
+            reply = self.replies.pop(0)
+        elif self.default is not None:
+            reply = self.default
+        else:
+            raise AssertionError("FakeEngine has no scripted reply left")
+        if isinstance(reply, Exception):
+            raise reply
+        # Stream word by word, keeping whitespace, so joined chunks equal the coaching text.
+        yield from re.findall(r"\S+\s*|\s+", reply.coaching)
+        yield reply.model_copy(deep=True)
