@@ -92,6 +92,11 @@ class Coach:
         """Load the model, the classifier and the index now instead of on the first question."""
         self.classifiers.get()
         self.index.retrieve("warm up", 1)
+        load_rules(self.settings.prompts_dir)
+        if self.engine.name == "offline":
+            from app.engines.offline import load_templates
+
+            load_templates(self.settings.prompts_dir)
 
     def ask(
         self, message: str, history: Sequence[Turn] = (), prompt: str | None = None

@@ -117,7 +117,7 @@ def screen(text: str, rules: GuardRules, *, remote: bool) -> Screening:
         result.stop = "crisis"
     elif _any(rules.patterns["unethical"], text):
         result.stop = "unethical"
-    elif result.prompt_leak and len(words) < 12:
+    elif result.prompt_leak and not _any(rules.patterns["workplace"], cleaned):
         result.stop = "prompt_leak"
     elif _any(rules.patterns["off_topic"], cleaned) and not _any(
         rules.patterns["workplace"], cleaned

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         5 * 1024 * 1024, ge=1024, description="Largest file accepted for upload (bytes)."
     )
     min_confidence: float = Field(
-        0.45, ge=0, le=1, description="Below this the offline engine asks instead of judging."
+        0.40, ge=0, le=1, description="Below this the offline engine asks instead of judging."
     )
     history_chars: int = Field(
         6_000, ge=0, description="Earlier conversation kept as context for follow-ups."
