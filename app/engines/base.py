@@ -14,7 +14,9 @@ EngineEvent = str | CoachingAnswer
 class Engine(Protocol):
     """Streams the coaching text as ``str`` chunks, then yields one ``CoachingAnswer``.
 
-    The chunks, joined, equal the final answer's ``coaching``. The pipeline
+    The chunks, joined, equal the final answer's ``coaching``, except when an LLM
+    attempt is abandoned mid-stream (a cut stream or a repair): its chunks come first,
+    so a UI shows the final ``answer.coaching`` once it arrives. The pipeline
     (``app.coach``) validates citations, adds the second opinion and the timing;
     an engine only answers the request. Failures raise ``app.errors.CoachError``.
     """
