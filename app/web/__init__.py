@@ -1,0 +1,1 @@
+"""The Streamlit chat app's views and session handling; ``streamlit_app.py`` is the shell."""

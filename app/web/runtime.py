@@ -1,0 +1,111 @@
+"""Where the app gets its coach and conversation store: built once per process, swappable in tests.
+
+Tests inject a coach with ``use_coach(factory)`` (for example one built on
+``FakeEngine``) before running the app with ``AppTest``; ``use_coach(None)``
+restores the real one. The factory is called on every script run, so it should
+return the same ``Coach`` each time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+import streamlit as st
+
+from app.errors import CoachError
+from app.settings import get_settings
+from app.store import ConversationStore, open_store
+
+if TYPE_CHECKING:  # importing the coach loads the model stack; the page draws first
+    from app.coach import Coach
+
+log = logging.getLogger(__name__)
+
+CoachFactory = Callable[[], "Coach"]
+_coach_factory: CoachFactory | None = None
+
+OFFLINE_HINT = (
+    "Answers come from a local classifier and the article, with no language model. "
+    "To use an LLM, set `OPENAI_API_KEY` (or `COACH_LLM_BASE_URL` for a local "
+    "OpenAI-compatible server such as Ollama) and restart the app."
+)
+
+
+def use_coach(factory: CoachFactory | None) -> None:
+    """Make the app get its coach from ``factory`` (tests); None goes back to ``build_coach``."""
+    global _coach_factory
+    _coach_factory = factory
+
+
+@st.cache_resource(show_spinner="Loading the coach (the first start builds the index)…")
+def _built_coach(engine: str, data_dir: str) -> Coach:
+    from app.coach import build_coach
+
+    coach = build_coach(engine=engine)
+    coach.warm_up()
+    return coach
+
+
+def load_coach() -> Coach:
+    """The process-wide coach; on a setup problem, the reason is shown and the page stops."""
+    if _coach_factory is not None:
+        return _coach_factory()
+    settings = get_settings()
+    try:
+        return _built_coach(settings.engine, str(settings.data_dir))
+    except CoachError as exc:
+        st.error(exc.message, icon=":material/error:")
+        st.stop()
+    except Exception:
+        log.exception("The coach could not be built")
+        st.error(
+            "The coach could not start because of an unexpected problem. "
+            "Run `coach index` in a terminal to see the details, then reload this page.",
+            icon=":material/error:",
+        )
+        st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises
+
+
+def load_store() -> ConversationStore:
+    """The conversation store in the data folder; on a problem, the reason is shown."""
+    try:
+        return open_store(get_settings())
+    except CoachError as exc:
+        st.error(exc.message, icon=":material/error:")
+        st.stop()
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the sidebar says about the engine in use; never the key."""
+
+    offline: bool
+    label: str
+    model: str
+    host: str | None = None
+
+
+def engine_info(coach: Coach) -> EngineInfo:
+    engine = coach.engine
+    if engine.name == "offline":
+        return EngineInfo(offline=True, label="Offline mode", model=engine.model)
+    described: dict[str, str] = {}
+    describe = getattr(engine, "describe", None)
+    if callable(describe):
+        described = describe()
+    host = described.get("host")
+    if host is None and engine.name == "llm":
+        base_url = coach.settings.llm_base_url
+        host = (urlparse(base_url).netloc or base_url) if base_url else "api.openai.com"
+    if host:
+        host = host.rsplit("@", 1)[-1]  # a base URL may carry user:password@
+    label = "LLM" if engine.name == "llm" else f"Engine: {engine.name}"
+    return EngineInfo(
+        offline=False, label=label, model=described.get("model", engine.model), host=host
+    )

@@ -1,0 +1,274 @@
+"""Drawing the conversation: user messages, the coach's answers, failures with Retry, feedback."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from app.answer import CoachingAnswer
+from app.errors import CoachError
+from app.feedback_cli import focus_fits
+from app.passages import FOCUS_CODES, FOCUS_NAMES, VERDICTS, Passage
+from app.render import VERDICT_LABELS
+from app.store import ConversationStore, StoredMessage
+from app.web import chat
+
+if TYPE_CHECKING:  # importing the coach loads the model stack; the page draws first
+    from app.coach import Coach
+
+VERDICT_STYLE = {
+    "management": ("blue", ":material/account_tree:"),
+    "leadership": ("violet", ":material/diversity_3:"),
+    "both": ("orange", ":material/join:"),
+}
+PREVIEW_CHARS = 1_200
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$])")
+_LINE_START = re.compile(r"^(\s*)([-+=])|^(\s*\d+)([.)])", re.MULTILINE)
+
+WELCOME = (
+    "Describe a situation at work in a few sentences: what is happening, who is involved, "
+    "what you want to change. The coach tells you whether it calls for **management**, "
+    "**leadership** or **both**, which responsibilities to focus on, and quotes the passages "
+    "of the article it relies on. You can also upload the situation as a file."
+)
+
+
+def plain(text: str) -> str:
+    """Text shown exactly as written: every Markdown-active character escaped."""
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}", escaped)
+
+
+def verdict_badge(answer: CoachingAnswer) -> str:
+    """The verdict and confidence as a coloured Markdown badge, e.g. Management · 82%."""
+    if answer.verdict is None:
+        return ":gray-badge[:material/help: Needs more detail]"
+    color, icon = VERDICT_STYLE[answer.verdict]
+    return f":{color}-badge[{icon} {VERDICT_LABELS[answer.verdict]} · {answer.confidence:.0%}]"
+
+
+def focus_badges(answer: CoachingAnswer) -> str:
+    return " ".join(f":gray-badge[{name}]" for name in answer.focus_names())
+
+
+@contextmanager
+def errors_shown() -> Iterator[None]:
+    """Show a coach error in plain words (st.error) instead of a traceback."""
+    try:
+        yield
+    except CoachError as exc:
+        st.error(exc.message, icon=":material/error:")
+
+
+def welcome() -> None:
+    with st.chat_message("assistant"):
+        st.markdown(WELCOME)
+
+
+def conversation(
+    coach: Coach, store: ConversationStore, state: chat.ChatSession, in_flight: int | None
+) -> None:
+    """Every stored message of the open conversation, in reading order."""
+    if state.conversation_id is None:
+        welcome()
+        return
+    messages = store.messages(state.conversation_id)
+    if not messages:
+        welcome()
+    for m in messages:
+        if m.role == "assistant":
+            with st.chat_message("assistant"):
+                assistant_turn(coach, store, state, m)
+            continue
+        user_turn(m)
+        if m.id == in_flight:
+            continue
+        if m.status == "failed":
+            with st.chat_message("assistant"):
+                failed_turn(state, m)
+        elif m.status == "pending":
+            with st.chat_message("assistant"):
+                failed_turn(state, m, interrupted=True)
+
+
+def user_turn(m: StoredMessage) -> None:
+    with st.chat_message("user"):
+        if m.source:
+            st.caption(
+                f":material/description: From **{plain(m.source)}** · {len(m.text):,} characters"
+            )
+        if len(m.text) > PREVIEW_CHARS:
+            st.markdown(plain(m.text[:PREVIEW_CHARS].rstrip()) + " …")
+            with st.expander("Show the full text"):
+                st.markdown(plain(m.text))
+        else:
+            st.markdown(plain(m.text))
+
+
+def failed_turn(state: chat.ChatSession, m: StoredMessage, *, interrupted: bool = False) -> None:
+    """The failure in plain words, and a Retry button that sends the message again."""
+    if interrupted:
+        st.warning(
+            "This message was not answered: the page was closed or another message interrupted it.",
+            icon=":material/pending:",
+        )
+    else:
+        st.error(m.error or "The coach could not answer this message.", icon=":material/error:")
+    st.button(
+        "Retry",
+        key=f"retry-{m.id}",
+        icon=":material/refresh:",
+        on_click=chat.retry,
+        args=(state, m.id),
+    )
+
+
+def assistant_turn(
+    coach: Coach, store: ConversationStore, state: chat.ChatSession, m: StoredMessage
+) -> None:
+    """A stored answer: verdict, focus, coaching, follow-ups, sources, notes and feedback."""
+    answer = m.answer
+    if answer is None:
+        return
+    st.markdown(f"{verdict_badge(answer)} {focus_badges(answer)}".strip())
+    for notice in answer.notices:
+        st.info(plain(notice), icon=":material/info:")
+    if answer.second_opinion and answer.second_opinion.note:
+        st.info(
+            f"**Second opinion:** {plain(answer.second_opinion.note)}",
+            icon=":material/balance:",
+        )
+    if answer.summary and answer.verdict is not None:
+        st.markdown(f"_{answer.summary.strip()}_")
+    st.markdown(answer.coaching)
+    follow_ups(state, m.id, answer)
+    sources(coach.sources(answer.citations))
+    st.caption(meta_line(answer))
+    feedback(store, m)
+
+
+def meta_line(answer: CoachingAnswer) -> str:
+    meta = answer.meta
+    bits = [meta.engine or "engine", meta.model]
+    if meta.prompt:
+        bits.append(meta.prompt)
+    if meta.fallback:
+        bits.append("fallback")
+    bits.append(f"{meta.latency_ms / 1000:.1f} s")
+    return " · ".join(plain(b) for b in bits if b)
+
+
+def follow_ups(state: chat.ChatSession, message_id: int, answer: CoachingAnswer) -> None:
+    """Follow-up questions as buttons; a click sends the question as the next message."""
+    if not answer.follow_up_questions:
+        return
+    st.markdown("**Follow-up questions** · click one to ask the coach about it")
+    for i, question in enumerate(answer.follow_up_questions):
+        st.button(
+            plain(question),
+            key=f"follow-up-{message_id}-{i}",
+            icon=":material/subdirectory_arrow_right:",
+            type="tertiary",
+            on_click=chat.send,
+            args=(state, question),
+        )
+
+
+def sources(passages: list[Passage]) -> None:
+    """The cited passages quoted exactly, with section, article title and author."""
+    if not passages:
+        return
+    with st.expander(f"Sources ({len(passages)})", icon=":material/menu_book:"):
+        for p in passages:
+            byline = ", ".join(plain(x) for x in (p.author, p.publisher) if x)
+            st.markdown(
+                f"**{plain(p.section)}** — _{plain(p.title)}_" + (f" · {byline}" if byline else "")
+            )
+            st.markdown(
+                "\n".join(f"> {plain(line)}" if line else ">" for line in p.text.splitlines())
+            )
+
+
+# ---------------------------------------------------------------- feedback
+
+
+def _rate(store: ConversationStore, message_id: int) -> None:
+    store.save_feedback(message_id, rating=st.session_state.get(f"thumbs-{message_id}"))
+
+
+def _correct(store: ConversationStore, message_id: int) -> None:
+    verdict = st.session_state.get(f"correct-verdict-{message_id}")
+    focus = list(st.session_state.get(f"correct-focus-{message_id}") or [])
+    comment = st.session_state.get(f"correct-comment-{message_id}") or ""
+    problem = focus_problem(verdict, focus)
+    st.session_state[f"correct-problem-{message_id}"] = problem
+    if problem:
+        return
+    store.save_feedback(
+        message_id, corrected_verdict=verdict, corrected_focus=focus, comment=comment
+    )
+
+
+def focus_problem(verdict: str | None, focus: list[str]) -> str | None:
+    """Why the chosen focus areas do not fit the chosen verdict (None when they do)."""
+    if verdict not in VERDICTS:
+        return "Choose the verdict you think is right."
+    if not focus or focus_fits(verdict, focus):  # the eval suite's rule, so exports stay valid
+        return None
+    if verdict == "both":
+        return "For Both, pick at least one management and one leadership focus area, or none."
+    return f"For {VERDICT_LABELS[verdict]}, pick only {verdict} focus areas, or none."
+
+
+def feedback(store: ConversationStore, m: StoredMessage) -> None:
+    """Thumbs up or down, and an optional correction of the verdict with a comment."""
+    saved = m.feedback
+    row = st.container(horizontal=True, vertical_alignment="center", gap="medium")
+    with row:
+        st.feedback(
+            "thumbs",
+            key=f"thumbs-{m.id}",
+            default=saved.rating if saved else None,
+            on_change=_rate,
+            args=(store, m.id),
+        )
+    with row, st.popover("Correct this answer", icon=":material/edit_note:"):
+        answer = m.answer
+        current = (saved and saved.corrected_verdict) or (answer and answer.verdict)
+        with st.form(key=f"correct-{m.id}", border=False):
+            st.selectbox(
+                "The verdict I think is right",
+                VERDICTS,
+                index=VERDICTS.index(current) if current in VERDICTS else None,
+                format_func=VERDICT_LABELS.__getitem__,
+                key=f"correct-verdict-{m.id}",
+            )
+            st.multiselect(
+                "Focus areas that fit (optional)",
+                FOCUS_CODES,
+                default=saved.corrected_focus if saved else [],
+                format_func=lambda c: f"{FOCUS_NAMES[c]} ({c})",
+                key=f"correct-focus-{m.id}",
+                max_selections=3,
+            )
+            st.text_area(
+                "Comment (optional)",
+                value=saved.comment if saved else "",
+                key=f"correct-comment-{m.id}",
+                max_chars=2000,
+            )
+            st.form_submit_button("Save correction", on_click=_correct, args=(store, m.id))
+    problem = st.session_state.get(f"correct-problem-{m.id}")
+    if problem:
+        st.error(problem, icon=":material/error:")
+    elif saved and saved.corrected_verdict:
+        text = f":material/check: Your correction: **{VERDICT_LABELS[saved.corrected_verdict]}**"
+        if saved.corrected_focus:
+            text += " (" + ", ".join(FOCUS_NAMES[c] for c in saved.corrected_focus) + ")"
+        if saved.comment:
+            text += f" — “{plain(saved.comment)}”"
+        st.caption(text)

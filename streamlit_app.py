@@ -1,0 +1,34 @@
+"""Leadership Coach in the browser: a thin shell over ``app.web`` (streamlit run streamlit_app.py)."""
+
+import streamlit as st
+
+from app.settings import get_settings
+from app.web import chat, runtime, sidebar, turns, upload
+
+st.set_page_config(page_title="Leadership Coach", page_icon=":material/explore:")
+
+store = runtime.load_store()
+state = chat.session(store)  # this tab's conversation id and queued actions (session_state)
+
+st.title("Leadership Coach")
+# The input is drawn before the coach loads, so a first visitor can type while it does.
+typed = st.chat_input("Describe a situation at work…", submit_mode="disable")
+coach = runtime.load_coach()  # built once per process (st.cache_resource); tests inject a fake
+
+with turns.errors_shown():
+    turn = chat.take_turn(store, state, typed)  # stored before the engine is called
+    upload.upload_panel(state, get_settings(), expanded=state.conversation_id is None)
+    turns.conversation(coach, store, state, in_flight=turn.id if turn else None)
+    if turn is not None:
+        with st.chat_message("assistant"):
+            live = st.empty()
+            reply = chat.Reply(coach, store, turn, state.prompt)
+            with live.container():
+                st.write_stream(reply.chunks())
+            # Redraw from the stored answer: a repaired LLM answer may differ from the stream.
+            with live.container():
+                if reply.stored is not None and reply.stored.role == "assistant":
+                    turns.assistant_turn(coach, store, state, reply.stored)
+                elif reply.stored is not None:
+                    turns.failed_turn(state, reply.stored)
+    sidebar.draw(coach, store, state)
