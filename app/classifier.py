@@ -1,7 +1,8 @@
 """The local classifier: verdict and focus codes from embeddings plus word features.
 
 Trained on ``knowledge/training/situations.yaml`` (never on the eval suites) with
-scikit-learn logistic regression. Features are the MiniLM embedding of the
+scikit-learn logistic regression; the fitted weights are kept as numpy arrays so that
+answering never imports scikit-learn. Features are the MiniLM embedding of the
 situation (long texts are embedded in chunks and averaged) next to TF-IDF word
 and word-pair counts. The fitted model is cached in the data folder with the
 hash of the training file and is retrained when that file changes.
@@ -25,11 +26,12 @@ from app.errors import ConfigError
 from app.passages import FOCUS_CODES, VERDICTS, focus_side
 from app.settings import Settings
 
-MODEL_VERSION = 4
+MODEL_VERSION = 6
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-EMBEDDING_WEIGHT = 2.0
+EMBEDDING_WEIGHT = 1.0
 # The verdict blends the 3-class model with what the six focus models imply; half each
-# did better than either alone in 5-fold cross-validation on the training set.
+# did better than either alone in 5-fold cross-validation on the training set, as did
+# C=4 and an embedding weight of 1 among C in {1, 4, 16} and weights in {1, 2, 4}.
 SIDE_WEIGHT = 0.5
 
 
@@ -113,69 +115,126 @@ def _split_words(text: str, max_words: int) -> list[str]:
     return [" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words)] or [" "]
 
 
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+@dataclass
+class LinearModel:
+    """The fitted classifier as plain arrays, so predicting needs numpy but not scikit-learn.
+
+    The word features reproduce scikit-learn's ``TfidfVectorizer`` (lower-cased
+    ``\\w\\w+`` tokens, English stop words removed, words and word pairs, sublinear tf,
+    idf, L2 norm); ``tests/test_classifier.py`` checks they agree.
+    """
+
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+    stop_words: frozenset[str]
+    classes: list[str]
+    verdict_coef: np.ndarray  # (3, features)
+    verdict_intercept: np.ndarray
+    focus_coef: np.ndarray  # (6, features), in FOCUS_CODES order
+    focus_intercept: np.ndarray
+
+    def words(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and TF-IDF weights of the text's known words and word pairs."""
+        tokens = [t for t in _TOKEN.findall(text.lower()) if t not in self.stop_words]
+        grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+        counts: dict[int, int] = {}
+        for gram in grams:
+            index = self.vocabulary.get(gram)
+            if index is not None:
+                counts[index] = counts.get(index, 0) + 1
+        if not counts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        idx = np.fromiter(counts.keys(), dtype=np.int64)
+        tf = 1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64))
+        weights = tf * self.idf[idx]
+        return idx, weights / np.linalg.norm(weights)
+
+    def logits(self, vectors: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Verdict and focus logits for each text, given its embedding."""
+        dims = vectors.shape[1]
+        scaled = vectors.astype(np.float64) * EMBEDDING_WEIGHT
+        verdict = scaled @ self.verdict_coef[:, :dims].T + self.verdict_intercept
+        focus = scaled @ self.focus_coef[:, :dims].T + self.focus_intercept
+        for row, text in enumerate(texts):
+            idx, weights = self.words(text)
+            if len(idx):
+                verdict[row] += self.verdict_coef[:, dims + idx] @ weights
+                focus[row] += self.focus_coef[:, dims + idx] @ weights
+        return verdict, focus
+
+
+def fit_model(examples: list[TrainingExample], vectors: np.ndarray) -> LinearModel:
+    """Fit the verdict and focus models with scikit-learn and keep their arrays."""
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    texts = [e.situation for e in examples]
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"
+    ).fit(texts)
+    features = hstack([csr_matrix(vectors * EMBEDDING_WEIGHT), vectorizer.transform(texts)]).tocsr()
+    verdict = LogisticRegression(C=4.0, max_iter=2000, random_state=0).fit(
+        features, [e.verdict for e in examples]
+    )
+    focus = [
+        LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced", random_state=0).fit(
+            features, [int(code in e.focus) for e in examples]
+        )
+        for code in FOCUS_CODES
+    ]
+    return LinearModel(
+        vocabulary={k: int(v) for k, v in vectorizer.vocabulary_.items()},
+        idf=vectorizer.idf_.astype(np.float64),
+        stop_words=frozenset(vectorizer.get_stop_words()),
+        classes=[str(c) for c in verdict.classes_],
+        verdict_coef=verdict.coef_.astype(np.float64),
+        verdict_intercept=verdict.intercept_.astype(np.float64),
+        focus_coef=np.vstack([m.coef_[0] for m in focus]).astype(np.float64),
+        focus_intercept=np.array([m.intercept_[0] for m in focus], dtype=np.float64),
+    )
+
+
 class Classifier:
     """Verdict (3 classes) and focus (6 labels) from one shared feature space."""
 
-    def __init__(self, embedder: MiniLMEmbedder) -> None:
+    def __init__(self, embedder: MiniLMEmbedder, model: LinearModel | None = None) -> None:
         self.embedder = embedder
-        self.vectorizer = None
-        self.verdict_model = None
-        self.focus_models: dict[str, object] = {}
-
-    def _features(self, texts: list[str], vectors: np.ndarray | None = None):
-        from scipy.sparse import csr_matrix, hstack
-
-        if vectors is None:
-            vectors = embed_situations(self.embedder, texts)
-        words = self.vectorizer.transform(texts)
-        return hstack([csr_matrix(vectors * EMBEDDING_WEIGHT), words]).tocsr()
+        self.model = model
 
     def fit(self, examples: list[TrainingExample]) -> Classifier:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-
-        texts = [e.situation for e in examples]
-        self.vectorizer = TfidfVectorizer(
-            ngram_range=(1, 2), min_df=2, sublinear_tf=True, stop_words="english"
-        ).fit(texts)
-        features = self._features(texts)
-        self.verdict_model = LogisticRegression(C=4.0, max_iter=2000, random_state=0).fit(
-            features, [e.verdict for e in examples]
-        )
-        self.focus_models = {}
-        for code in FOCUS_CODES:
-            labels = [int(code in e.focus) for e in examples]
-            self.focus_models[code] = LogisticRegression(
-                C=4.0, max_iter=2000, class_weight="balanced", random_state=0
-            ).fit(features, labels)
+        vectors = embed_situations(self.embedder, [e.situation for e in examples])
+        self.model = fit_model(examples, vectors)
         return self
 
     def predict(self, text: str, vector: np.ndarray | None = None) -> Prediction:
         return self.predict_many([text], None if vector is None else vector[None, :])[0]
 
     def predict_many(self, texts: list[str], vectors: np.ndarray | None = None) -> list[Prediction]:
-        features = self._features(texts, vectors)
-        verdict_probs = self.verdict_model.predict_proba(features)
-        classes = [str(c) for c in self.verdict_model.classes_]
-        # One matrix product for the six binary models instead of six predict_proba calls.
-        weights = np.vstack([self.focus_models[c].coef_[0] for c in FOCUS_CODES]).T
-        bias = np.array([self.focus_models[c].intercept_[0] for c in FOCUS_CODES])
-        logits = np.asarray(features @ weights) + bias
-        probs = 1.0 / (1.0 + np.exp(-logits))
-        focus_probs = {code: probs[:, i] for i, code in enumerate(FOCUS_CODES)}
+        if vectors is None:
+            vectors = embed_situations(self.embedder, texts)
+        verdict_logits, focus_logits = self.model.logits(vectors, texts)
+        shifted = np.exp(verdict_logits - verdict_logits.max(axis=1, keepdims=True))
+        verdict_probs = shifted / shifted.sum(axis=1, keepdims=True)
+        focus_probs = 1.0 / (1.0 + np.exp(-focus_logits))
         out = []
-        for row, probs in enumerate(verdict_probs):
-            direct = dict(zip(classes, probs, strict=True))
+        for row in range(len(texts)):
+            direct = dict(zip(self.model.classes, verdict_probs[row], strict=True))
+            scores = {
+                code: round(float(focus_probs[row, i]), 4) for i, code in enumerate(FOCUS_CODES)
+            }
             side = _side_probabilities(
-                max(focus_probs[c][row] for c in ("M1", "M2", "M3")),
-                max(focus_probs[c][row] for c in ("L1", "L2", "L3")),
+                max(scores[c] for c in ("M1", "M2", "M3")),
+                max(scores[c] for c in ("L1", "L2", "L3")),
             )
             probabilities = {
                 v: round(float((1 - SIDE_WEIGHT) * direct[v] + SIDE_WEIGHT * side[v]), 4)
                 for v in VERDICTS
             }
             verdict = max(probabilities, key=probabilities.get)
-            scores = {code: round(float(focus_probs[code][row]), 4) for code in FOCUS_CODES}
             out.append(
                 Prediction(
                     verdict=verdict,
@@ -250,10 +309,9 @@ class ClassifierStore:
         classifier = Classifier(self.embedder).fit(examples)
         self.settings.ensure_data_dir()
         tmp = self.path.with_suffix(".tmp")
-        state = (classifier.vectorizer, classifier.verdict_model, classifier.focus_models)
         with tmp.open("wb") as fh:
             pickle.dump(training_hash(self.settings.training_path), fh)
-            pickle.dump(state, fh)
+            pickle.dump(classifier.model, fh)
         tmp.replace(self.path)
         with self._lock:
             self._classifier = classifier
@@ -275,11 +333,8 @@ class ClassifierStore:
             return self.train()
         with self.path.open("rb") as fh:
             pickle.load(fh)
-            vectorizer, verdict_model, focus_models = pickle.load(fh)
-        classifier = Classifier(self.embedder)
-        classifier.vectorizer = vectorizer
-        classifier.verdict_model = verdict_model
-        classifier.focus_models = focus_models
+            model = pickle.load(fh)
+        classifier = Classifier(self.embedder, model)
         with self._lock:
             self._classifier = classifier
         return classifier

@@ -1,0 +1,200 @@
+"""The ``coach eval`` commands: ``run`` suites through the coach and ``compare`` two runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.errors import ConfigError
+
+THRESHOLD_HELP = (
+    "fail (exit 1) when METRIC is below VALUE, e.g. verdict_accuracy=0.8 or, for one suite, "
+    "core.verdict_accuracy=0.8 and redteam.redteam_pass_rate=1; repeat for several"
+)
+
+
+def parse_threshold(text: str) -> tuple[str, float]:
+    """``name=value`` as (name, value); a ConfigError that says what to write otherwise."""
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError
+        return name.strip(), float(value)
+    except ValueError:
+        raise ConfigError(
+            f"--fail-under {text!r} is not METRIC=VALUE; write e.g. --fail-under "
+            "verdict_accuracy=0.8"
+        ) from None
+
+
+def check_names(thresholds: list[tuple[str, float]], suite_names: list[str]) -> None:
+    """Refuse an unknown metric name before the run starts, listing the known ones."""
+    from app.evals.reports import SUMMARY_METRICS
+    from app.evals.scorers import BEHAVIOURS
+
+    for name, _ in thresholds:
+        parts = name.split(".")
+        if parts[0] in suite_names:
+            parts = parts[1:]
+        if len(parts) == 1 and parts[0] in SUMMARY_METRICS:
+            continue
+        if len(parts) == 2 and parts[0] == "behaviours" and parts[1] in BEHAVIOURS:
+            continue
+        raise ConfigError(
+            f"--fail-under {name}: unknown metric. Use one of {', '.join(SUMMARY_METRICS)}, "
+            "or behaviours.<name>; prefix a suite name (e.g. core.verdict_accuracy) for "
+            "one suite."
+        )
+
+
+def metric_value(metrics: dict[str, Any], name: str) -> tuple[bool, float | None]:
+    """Look up ``name`` (``metric``, ``suite.metric`` or ``behaviours.b``); (found, value)."""
+    parts = name.split(".")
+    node: Any = metrics
+    suites = metrics.get("suites") or {}
+    if parts[0] in suites:
+        node, parts = suites[parts[0]], parts[1:]
+    elif len(parts) > 1 and parts[0] == metrics.get("_suite"):
+        parts = parts[1:]
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    if isinstance(node, dict | list | str):
+        return False, None
+    return True, node
+
+
+def check_thresholds(
+    record: dict[str, Any], thresholds: list[tuple[str, float]]
+) -> tuple[list[tuple[str, float, float | None]], list[str]]:
+    """Each threshold with the run's value, and a message for each one missed."""
+    metrics = dict(record["metrics"])
+    if len(record["config"]["suites"]) == 1:
+        metrics["_suite"] = record["config"]["suites"][0]["name"]
+    results, missed = [], []
+    for name, limit in thresholds:
+        found, value = metric_value(metrics, name)
+        results.append((name, limit, value if found else None))
+        if not found:
+            missed.append(f"{name}: no such metric in this run")
+        elif value is None or value < limit:
+            shown = "not measured" if value is None else f"{value:.4f}"
+            missed.append(f"{name} = {shown}, below the threshold {limit:g}")
+    return results, missed
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from app.evals.reports import run_junit, run_markdown
+    from app.evals.runner import Target, default_out, open_cache, run_eval, write_run
+    from app.evals.suites import display_path, load_suites
+    from app.settings import get_settings
+
+    thresholds = [parse_threshold(t) for t in args.fail_under or []]
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be 1 or more.")
+    suites = load_suites([Path(p) for p in args.suites])
+    check_names(thresholds, [s.name for s in suites])
+    settings = get_settings()
+    target = Target.from_settings(args.engine, args.prompt, settings)
+    judge = None
+    if args.judge:
+        from app.evals.scorers import llm_judge
+
+        judge = llm_judge(settings)
+    cache = open_cache(settings)
+    try:
+        record = run_eval(
+            suites,
+            target,
+            jobs=args.jobs,
+            cache=cache,
+            read_cache=not args.no_cache,
+            judge=judge,
+            progress=not args.quiet,
+        )
+    finally:
+        cache.close()
+    out = Path(args.out) if args.out else default_out(target.engine)
+    write_run(record, out)
+    print(run_markdown(record))
+    print(f"Run written to {display_path(out)}")
+    results, missed = check_thresholds(record, thresholds)
+    if args.junit:
+        Path(args.junit).write_text(run_junit(record, results), encoding="utf-8")
+        print(f"JUnit report written to {args.junit}")
+    if missed:
+        for message in missed:
+            print(f"coach: threshold missed: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from app.evals.compare import compare_runs, load_run
+    from app.evals.reports import comparison_html, comparison_junit, comparison_markdown
+
+    comparison = compare_runs(load_run(args.run_a), load_run(args.run_b))
+    print(comparison_markdown(comparison))
+    if args.html:
+        Path(args.html).write_text(comparison_html(comparison), encoding="utf-8")
+        print(f"HTML report written to {args.html}")
+    if args.junit:
+        Path(args.junit).write_text(comparison_junit(comparison), encoding="utf-8")
+        print(f"JUnit report written to {args.junit}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``coach eval run`` and ``coach eval compare`` to the ``coach`` command."""
+    parser = subparsers.add_parser(
+        "eval", help="run eval suites through the coach, and compare runs"
+    )
+    sub = parser.add_subparsers(dest="eval_command", metavar="EVAL_COMMAND")
+
+    def usage(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+
+    run = sub.add_parser(
+        "run",
+        help="run suites through the real coach pipeline and write a run record",
+        description="Run every case of the SUITE files (YAML or JSONL) through the coach, "
+        "score the answers, write a run record (JSON) and print a summary. Engine outputs "
+        "are cached in the data folder, keyed on engine, model, prompt, code and case.",
+    )
+    run.add_argument("suites", nargs="+", metavar="SUITE", help="suite files (.yaml or .jsonl)")
+    run.add_argument("--engine", choices=["offline", "llm", "auto"], help="override COACH_ENGINE")
+    run.add_argument("--prompt", help="prompt name@version, e.g. coach@v2 (override COACH_PROMPT)")
+    run.add_argument("--jobs", type=int, default=4, help="cases run in parallel (default 4)")
+    run.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every case afresh (the fresh answers still refresh the cache)",
+    )
+    run.add_argument("--out", help="run record path (default evals/runs/<timestamp>-<engine>.json)")
+    run.add_argument("--junit", metavar="FILE", help="also write JUnit XML for CI")
+    run.add_argument("--fail-under", action="append", metavar="METRIC=VALUE", help=THRESHOLD_HELP)
+    run.add_argument(
+        "--judge",
+        action="store_true",
+        help="also rate each answer 1-5 with the LLM judge (prompts/judge); needs an LLM",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(func=cmd_run)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two run records: metric deltas and verdict flips",
+        description="Compare RUN_B against the baseline RUN_A: metrics side by side, and "
+        "the cases whose verdict flipped (right to wrong, wrong to right) with both answers.",
+    )
+    compare.add_argument("run_a", metavar="RUN_A", help="baseline run record (JSON)")
+    compare.add_argument("run_b", metavar="RUN_B", help="run record to compare with it")
+    compare.add_argument("--html", metavar="FILE", help="also write an HTML report")
+    compare.add_argument("--junit", metavar="FILE", help="also write JUnit XML (regressions fail)")
+    compare.set_defaults(func=cmd_compare)
