@@ -1,5 +1,7 @@
 # Leadership Coach: `make run` starts the app, `make test` runs lint and every test.
 # Both create .venv and install the pinned dependencies (requirements.lock) when needed.
+# Bytecode is compiled at install time: this machine sets PYTHONDONTWRITEBYTECODE, and without
+# .pyc files every start recompiles streamlit, chromadb and numpy (seconds per process).
 
 PYTHON ?= python3
 VENV := .venv
@@ -20,7 +22,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -r requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --quiet --no-deps -e .
 	touch $(STAMP)
 

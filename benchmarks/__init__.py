@@ -1,0 +1,1 @@
+"""Benchmarks of the coach's speed and memory: ``python -m benchmarks.run`` (or ``make bench``)."""
