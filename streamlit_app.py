@@ -13,7 +13,7 @@ state = chat.session(store)  # this tab's conversation id and queued actions (se
 st.title("Leadership Coach")
 # The input is drawn before the coach loads, so a first visitor can type while it does.
 typed = st.chat_input("Describe a situation at work…", submit_mode="disable")
-coach = runtime.load_coach()  # built once per process (st.cache_resource); tests inject a fake
+coach = runtime.load_coach()  # built once per process in the background; tests inject a fake
 
 with turns.errors_shown():
     turn = chat.take_turn(store, state, typed)  # stored before the engine is called

@@ -57,6 +57,7 @@ class ArticleIndex:
         self._client = None
         self._collection = None
         self._collection_name: str | None = None
+        self._by_code: dict[str, list[Passage]] = {}
         self._lock = threading.Lock()
 
     # -- locations ----------------------------------------------------------------------
@@ -242,16 +243,30 @@ class ArticleIndex:
             )
         ]
 
+    def _responsibilities(self, collection) -> list[Passage]:
+        """The passages that carry a responsibility code, read once per collection."""
+        name = collection.name
+        cached = self._by_code.get(name)
+        if cached is None:
+            got = collection.get(where={"code": {"$ne": ""}}, include=["documents", "metadatas"])
+            cached = sorted(
+                (
+                    Passage.from_metadata(doc, meta)
+                    for doc, meta in zip(got["documents"], got["metadatas"], strict=True)
+                ),
+                key=lambda p: (p.source, p.start),
+            )
+            self._by_code = {name: cached}
+        return cached
+
     def passages(self, ids: Iterable[str] | None = None, codes: Iterable[str] | None = None):
         """Passages by id or by responsibility code, in the article's order."""
         collection = self.collection()
         if ids is not None:
             got = collection.get(ids=list(ids), include=["documents", "metadatas"])
         elif codes is not None:
-            codes = list(codes)
-            if not codes:
-                return []
-            got = collection.get(where={"code": {"$in": codes}}, include=["documents", "metadatas"])
+            wanted = set(codes)
+            return [p for p in self._responsibilities(collection) if p.code in wanted]
         else:
             got = collection.get(include=["documents", "metadatas"])
         found = [

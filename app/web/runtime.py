@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -17,7 +18,7 @@ from urllib.parse import urlparse
 import streamlit as st
 
 from app.errors import CoachError
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 from app.store import ConversationStore, open_store
 
 if TYPE_CHECKING:  # importing the coach loads the model stack; the page draws first
@@ -41,8 +42,7 @@ def use_coach(factory: CoachFactory | None) -> None:
     _coach_factory = factory
 
 
-@st.cache_resource(show_spinner="Loading the coach (the first start builds the index)…")
-def _built_coach(engine: str, data_dir: str) -> Coach:
+def _build(engine: str) -> Coach:
     from app.coach import build_coach
 
     coach = build_coach(engine=engine)
@@ -50,23 +50,57 @@ def _built_coach(engine: str, data_dir: str) -> Coach:
     return coach
 
 
+@st.cache_resource(show_spinner=False)
+def _coach_future(engine: str, data_dir: str) -> Future:
+    """The process-wide build of the coach (once, via st.cache_resource), run in a worker
+    thread so the first page is usable while the model stack loads."""
+    return ThreadPoolExecutor(1, thread_name_prefix="coach-build").submit(_build, engine)
+
+
+class LoadingCoach:
+    """Stands in for the coach while it loads: the page draws at once, and the first use waits.
+
+    ``engine``, ``prompt`` and ``settings`` are known without loading; anything else
+    (``ask``, ``sources``) waits for the build and is then served by the real coach.
+    """
+
+    def __init__(self, future: Future, settings: Settings) -> None:
+        from app.coach import make_engine
+
+        self._future = future
+        self.settings = settings
+        self.prompt = settings.prompt
+        self.engine = make_engine(settings.engine, settings)
+
+    def __getattr__(self, name: str):
+        return getattr(_result(self._future), name)
+
+
+def _result(future: Future) -> Coach:
+    try:
+        return future.result()
+    except CoachError:
+        raise
+    except Exception as exc:
+        log.exception("The coach could not be built")
+        raise CoachError(
+            "The coach could not start because of an unexpected problem. "
+            "Run `coach index` in a terminal to see the details, then reload this page."
+        ) from exc
+
+
 def load_coach() -> Coach:
-    """The process-wide coach; on a setup problem, the reason is shown and the page stops."""
+    """The process-wide coach, or a stand-in while it loads; setup problems stop the page."""
     if _coach_factory is not None:
         return _coach_factory()
     settings = get_settings()
+    future = _coach_future(settings.engine, str(settings.data_dir))
     try:
-        return _built_coach(settings.engine, str(settings.data_dir))
+        if future.done():
+            return _result(future)
+        return LoadingCoach(future, settings)  # type: ignore[return-value]
     except CoachError as exc:
         st.error(exc.message, icon=":material/error:")
-        st.stop()
-    except Exception:
-        log.exception("The coach could not be built")
-        st.error(
-            "The coach could not start because of an unexpected problem. "
-            "Run `coach index` in a terminal to see the details, then reload this page.",
-            icon=":material/error:",
-        )
         st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
 
