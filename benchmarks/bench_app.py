@@ -26,18 +26,8 @@ from benchmarks import synthetic
 from benchmarks.coach_data import copy_data
 from benchmarks.figures import Section
 from benchmarks.processes import PROJECT_ROOT, child_env, free_port, memory_mb
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ANSWERED = re.compile(r"local-classifier · [0-9.]+ s")
 START_TIMEOUT = 180.0
 ANSWER_TIMEOUT = 120.0
@@ -105,7 +95,7 @@ def run(base_data: Path, starts: int, questions: int) -> Section:
     logs = Path(tempfile.mkdtemp(prefix="coach-bench-app-"))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         try:
             for number in range(starts):
