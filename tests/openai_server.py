@@ -17,11 +17,7 @@ from typing import Any
 
 DEFAULT_REPLY = """\
 VERDICT: management
-CONFIDENCE: 0.82
 FOCUS: M1, M2
-CITATIONS: management-vs-leadership#management-2, management-vs-leadership#management-3
-SUMMARY: Work slips because nobody owns it, which is a question of objectives and resources.
-QUESTIONS:
 ---
 This is mostly **management**: the team lacks clear objectives (M1) and an agreed way to \
 organise who does what (M2).
@@ -32,6 +28,11 @@ organise who does what (M2).
 2. Hold a 15-minute check-in on Thursday to move anything without an owner.
 
 **Watch for** tasks that still have two owners, or none, by Friday.
+---
+CONFIDENCE: 0.82
+CITATIONS: management-vs-leadership#management-2, management-vs-leadership#management-3
+SUMMARY: Work slips because nobody owns it, which is a question of objectives and resources.
+QUESTIONS:
 """
 
 

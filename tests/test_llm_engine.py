@@ -34,6 +34,28 @@ SITUATION = (
 DEFAULT_COACHING = parse_answer(DEFAULT_REPLY)[1]
 UNCLEAR = """\
 VERDICT: unclear
+FOCUS:
+---
+Tell me a little more about the situation.
+---
+CONFIDENCE: 0.2
+CITATIONS:
+SUMMARY: I need more detail before I can tell.
+QUESTIONS: What is happening in your team? | What have you tried so far?
+"""
+# The older format: all six fields in the header, no trailer.
+OLD_REPLY = """\
+VERDICT: both
+CONFIDENCE: 0.64
+FOCUS: M3, L3
+CITATIONS: management-vs-leadership#management-4
+SUMMARY: Follow-up is missing and trust is thin.
+QUESTIONS: Who checks progress today?
+---
+Track the work weekly (M3) and rebuild trust (L3).
+"""
+OLD_UNCLEAR = """\
+VERDICT: unclear
 CONFIDENCE: 0.2
 FOCUS:
 CITATIONS:
@@ -92,6 +114,7 @@ def test_streams_the_coaching_and_the_answer_validates(openai_server: OpenAIServ
 
     assert len(chunks) > 10, "the coaching must arrive in many small chunks"
     assert "".join(chunks) == answer.coaching == DEFAULT_COACHING
+    assert not any(word in "".join(chunks) for word in ("---", "CONFIDENCE", "CITATIONS"))
     assert CoachingAnswer.model_validate_json(answer.model_dump_json()) == answer
     assert (answer.verdict, answer.confidence, answer.focus) == ("management", 0.82, ["M1", "M2"])
     assert answer.citations == [
@@ -282,7 +305,7 @@ def test_stream_cut_halfway_is_retried(openai_server: OpenAIServer, clean: bool)
         (DEFAULT_REPLY.replace("FOCUS: M1, M2", "FOCUS: the team"), "FOCUS needs 1 to 3"),
         (DEFAULT_REPLY.replace("\n---\n", "\n\n"), "the header line"),
         (DEFAULT_REPLY.split("---")[0] + "---\n", "coaching text after the '---' line is empty"),
-        (UNCLEAR.replace("QUESTIONS: What", "QUESTIONS:\nWhat"), "the header line"),
+        (OLD_UNCLEAR.replace("QUESTIONS: What", "QUESTIONS:\nWhat"), "the header line"),
         (garbage(), "not an OpenAI chat completion"),
     ],
     ids=[
@@ -406,8 +429,9 @@ def test_base_url_without_key_sends_a_placeholder(openai_server: OpenAIServer, m
             "VERDICT: unclear\nQUESTIONS: a? | b? | c? | d?\nFOCUS: M1",
             (None, 0.0, [], [], ["a?", "b?", "c?"]),
         ),
+        ("VERDICT: management\nFOCUS: M1", ("management", 0.0, ["M1"], [], [])),
     ],
-    ids=["plain", "markdown-and-percent", "fenced-duplicates", "unclear"],
+    ids=["plain", "markdown-and-percent", "fenced-duplicates", "unclear", "short-no-trailer"],
 )
 def test_parse_header_accepts(header: str, expected):
     parsed = parse_header(header)
@@ -419,7 +443,6 @@ def test_parse_header_accepts(header: str, expected):
     "header, problem",
     [
         ("CONFIDENCE: 0.5\nFOCUS: M1", "no VERDICT line"),
-        ("VERDICT: management\nFOCUS: M1", "no CONFIDENCE line"),
         ("VERDICT: management\nCONFIDENCE: high\nFOCUS: M1", "CONFIDENCE must be a number"),
         ("VERDICT: management\nCONFIDENCE: 150\nFOCUS: M1", "between 0.0 and 1.0"),
         ("VERDICT: management\nCONFIDENCE: 0.5\nFOCUS: M4", "FOCUS needs"),
@@ -447,6 +470,166 @@ def test_reader_gives_the_same_result_for_any_chunking(size: int):
     assert "".join(shown) == coaching == DEFAULT_COACHING
     assert coaching == coaching.strip() and coaching.startswith("This is mostly")
     assert header.focus == ["M1", "M2"]
+
+
+def feed_in_pieces(text: str, size: int) -> tuple[list[str], AnswerReader]:
+    reader = AnswerReader()
+    shown = [reader.feed(text[i : i + size]) for i in range(0, len(text), size)]
+    shown.append(reader.close())
+    return shown, reader
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, len(DEFAULT_REPLY)])
+def test_the_trailer_is_parsed_and_never_shown(size: int):
+    shown, reader = feed_in_pieces(DEFAULT_REPLY, size)
+    header, coaching = reader.finish()
+    assert "".join(shown) == coaching == DEFAULT_COACHING
+    assert coaching.endswith("by Friday.")
+    for piece in shown:
+        assert "-" * 3 not in piece and "CONFIDENCE" not in piece and "SUMMARY" not in piece
+    assert header.confidence == 0.82
+    assert header.citations == [
+        "management-vs-leadership#management-2",
+        "management-vs-leadership#management-3",
+    ]
+    assert header.summary.startswith("Work slips because nobody owns it")
+    assert header.questions == []
+
+
+def test_trailer_questions_and_confidence(openai_server: OpenAIServer):
+    text = DEFAULT_REPLY.replace("CONFIDENCE: 0.82", "CONFIDENCE: 64%").replace(
+        "QUESTIONS:", "QUESTIONS: Who owns the notes? | When is the release?"
+    )
+    openai_server.enqueue(text)
+    chunks, answer = ask(make_engine(openai_server.base_url))
+    assert "".join(chunks) == answer.coaching == DEFAULT_COACHING
+    assert answer.confidence == 0.64 and not answer.meta.repaired
+    assert answer.follow_up_questions == ["Who owns the notes?", "When is the release?"]
+    assert answer.summary.startswith("Work slips") and len(answer.citations) == 2
+
+
+def test_unclear_questions_may_come_in_the_header_or_the_trailer():
+    for text in (UNCLEAR, OLD_UNCLEAR):
+        header, coaching = parse_answer(text)
+        assert header.verdict is None and header.confidence == 0.2
+        assert header.questions == [
+            "What is happening in your team?",
+            "What have you tried so far?",
+        ]
+        assert coaching == "Tell me a little more about the situation."
+    with pytest.raises(FormatError, match="no follow-up question"):
+        parse_answer("VERDICT: unclear\n---\nTell me more.\n")
+
+
+@pytest.mark.parametrize("size", [1, 4, len(OLD_REPLY)])
+def test_the_old_six_line_format_is_still_read(size: int):
+    shown, reader = feed_in_pieces(OLD_REPLY, size)
+    header, coaching = reader.finish()
+    assert "".join(shown) == coaching == "Track the work weekly (M3) and rebuild trust (L3)."
+    assert (header.verdict, header.confidence, header.focus) == ("both", 0.64, ["M3", "L3"])
+    assert header.citations == ["management-vs-leadership#management-4"]
+    assert header.summary == "Follow-up is missing and trust is thin."
+    assert header.questions == ["Who checks progress today?"]
+
+
+def test_the_old_format_through_the_engine(openai_server: OpenAIServer):
+    openai_server.enqueue(OLD_REPLY)
+    chunks, answer = ask(make_engine(openai_server.base_url))
+    assert "".join(chunks) == answer.coaching
+    assert (answer.verdict, answer.confidence) == ("both", 0.64) and not answer.meta.repaired
+
+
+@pytest.mark.parametrize(
+    "ending", ["", "---\n", "---", "---\n\n", "---\nCONFIDENCE: 0.9\n"], ids=repr
+)
+def test_a_missing_trailer_or_field_gives_defaults(ending: str):
+    text = "VERDICT: leadership\nFOCUS: L2\n---\nLet them decide.\n" + ending
+    shown, reader = feed_in_pieces(text, 1)
+    header, coaching = reader.finish()
+    assert "".join(shown) == coaching == "Let them decide."
+    expected = 0.9 if "CONFIDENCE" in ending else 0.0
+    assert (header.verdict, header.focus, header.confidence) == ("leadership", ["L2"], expected)
+    assert (header.citations, header.summary, header.questions) == ([], "", [])
+
+
+def test_a_missing_trailer_through_the_engine(openai_server: OpenAIServer):
+    openai_server.enqueue(DEFAULT_REPLY.split("\n---\nCONFIDENCE")[0] + "\n")
+    chunks, answer = ask(make_engine(openai_server.base_url))
+    assert "".join(chunks) == answer.coaching == DEFAULT_COACHING
+    assert not answer.meta.repaired and answer.notices == []
+    assert (answer.confidence, answer.citations, answer.summary) == (0.0, [], "")
+
+
+BULLETS = """\
+VERDICT: management
+FOCUS: M1
+---
+Three steps:
+- name an owner
+-- not a separator
+--- really not --- a separator
+- - -
+---
+After a rule, more prose.
+-
+---
+CONFIDENCE: 0.5
+"""
+BULLETS_COACHING = BULLETS.split("---\n", 1)[1].rsplit("\n---\n", 1)[0].strip()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, len(BULLETS)])
+def test_prose_lines_with_dashes_and_rules_stream_as_prose(size: int):
+    shown, reader = feed_in_pieces(BULLETS, size)
+    header, coaching = reader.finish()
+    assert "".join(shown) == coaching == BULLETS_COACHING
+    assert coaching.startswith("Three steps:\n- name an owner\n-- not")
+    assert "\n---\nAfter a rule" in coaching and coaching.endswith("more prose.\n-")
+    assert header.confidence == 0.5
+
+
+def test_only_a_line_that_may_become_the_separator_is_held_back():
+    reader = AnswerReader()
+    assert reader.feed("VERDICT: management\nFOCUS: M1\n") == ""
+    assert reader.feed("---\nFirst li") == "First li", "prose streams at once"
+    assert reader.feed("ne\n") == "ne"
+    assert reader.feed("-") == "", "a lone dash may be the closing separator"
+    assert reader.feed(" item") == "\n- item", "a bullet is shown as soon as it is one"
+    assert reader.feed(" and more") == " and more"
+    assert reader.feed("\n--") == ""
+    assert reader.feed("-\n") == "", "the closing separator is never shown"
+    assert reader.feed("CONF") == "", "it may be the trailer"
+    assert reader.feed("IDENCE: 0.7\nSUMMARY: s\n") == ""
+    header, coaching = reader.finish()
+    assert coaching == "First line\n- item and more"
+    assert (header.confidence, header.summary) == (0.7, "s")
+
+
+def test_a_rule_in_the_prose_is_shown_once_the_next_line_is_not_a_trailer():
+    reader = AnswerReader()
+    reader.feed("VERDICT: both\nFOCUS: M1, L1\n---\nPart one.\n---\n")
+    assert reader.feed("Note") == "\n---\nNote", "'Note' cannot begin a trailer key"
+    assert reader.feed(": keep going.") == ": keep going."
+    assert reader.finish()[1] == "Part one.\n---\nNote: keep going."
+
+
+@pytest.mark.parametrize(
+    "trailer, problem",
+    [
+        ("CONFIDENCE: 0.8\nand then some prose\n", "the trailer line 'and then some prose'"),
+        ("CONFIDENCE: high\n", "CONFIDENCE must be a number"),
+    ],
+    ids=["not-key-value", "bad-confidence"],
+)
+def test_a_malformed_trailer_is_repaired(openai_server: OpenAIServer, trailer: str, problem: str):
+    first = DEFAULT_REPLY.split("\n---\nCONFIDENCE")[0] + "\n---\n" + trailer
+    openai_server.enqueue(first)
+    chunks, answer = ask(make_engine(openai_server.base_url))
+    assert answer.meta.repaired and answer.coaching == DEFAULT_COACHING
+    # The prose was shown before the trailer went wrong; the repaired answer follows it.
+    assert "".join(chunks) == DEFAULT_COACHING + DEFAULT_COACHING
+    assert "CONFIDENCE" not in "".join(chunks)
+    assert problem in openai_server.chat_requests[1].messages[3]["content"]
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,23 @@ def test_coach_prompt_explains_the_six_responsibilities_and_the_format(ref: str)
 
 
 @pytest.mark.parametrize("ref", COACH_REFS)
+def test_coach_prompt_asks_for_a_short_header_and_a_trailer(ref: str):
+    prompt = load_prompt(ref)
+    fmt = prompt.system.split("# Output format", 1)[1]
+    header, prose, trailer = re.split(r"^---$", fmt, flags=re.M)
+    keys = {k: re.findall(rf"^{k}:", fmt, re.M) for k in ("VERDICT", "FOCUS", "CONFIDENCE")}
+    assert all(len(found) == 1 for found in keys.values()), "each key is asked for once"
+    assert "VERDICT:" in header and "FOCUS:" in header
+    for key in ("CONFIDENCE:", "CITATIONS:", "SUMMARY:", "QUESTIONS:"):
+        assert key in trailer and key not in header
+    assert "coaching" in prose.lower()
+    repair = prompt.render_repair(problem="P")
+    assert repair is not None and "P" in repair
+    assert "VERDICT" in repair and "FOCUS" in repair and "CONFIDENCE" in repair
+    assert "six header lines" not in repair
+
+
+@pytest.mark.parametrize("ref", COACH_REFS)
 def test_coach_prompt_puts_the_data_inside_delimiters(ref: str):
     prompt = load_prompt(ref)
     system, user = prompt.render(**SAMPLE)

@@ -3,30 +3,46 @@
 Output format, and why
 ----------------------
 The prompt (``prompts/coach/*.yaml``, never this file) asks the model for a short
-header of ``KEY: value`` lines, a line of three dashes, then Markdown prose::
+header of ``KEY: value`` lines, a line of three dashes, the Markdown prose, then
+another line of three dashes and a trailer of ``KEY: value`` lines::
 
     VERDICT: management|leadership|both|unclear
-    CONFIDENCE: 0.0-1.0
     FOCUS: M1, M2
+    ---
+    <coaching markdown>
+    ---
+    CONFIDENCE: 0.0-1.0
     CITATIONS: id1, id2
     SUMMARY: one sentence
     QUESTIONS: q1 | q2
-    ---
-    <coaching markdown>
 
-The structured fields come first, so they are parsed and validated before a word
-of coaching is shown, and a malformed answer is caught within its first line or
-two. The prose comes last, so it streams token by token exactly as the model
-writes it. JSON was rejected: the coaching would sit inside a string that cannot
-be shown until it is complete and unescaped, and a small local model breaks JSON
-more often than six plain lines. Tool calls and ``response_format`` were rejected
-because many OpenAI-compatible servers (Ollama, llama.cpp, LM Studio) support
-them partly or not at all, and they do not stream prose.
+The header is short so that the prose starts almost at once: only the two fields the
+UI needs before the coaching (the verdict for the badge, the focus codes) come first,
+and every header token is blank screen before the first word of coaching. It still
+comes first, so a malformed answer (chatter instead of a header, a bad verdict) is
+caught in its first line, before anything is shown. The fields that are only shown
+with the finished answer (confidence, citations, summary, questions) come in the
+trailer, after the prose has streamed token by token exactly as the model writes it.
+
+Parsing is tolerant. The older format, with all six fields in the header and no
+trailer, is still read; a field given in both places counts from the header. A
+missing trailer or trailer field is not an error: CONFIDENCE is then 0.0, CITATIONS,
+SUMMARY and QUESTIONS are empty (an "unclear" verdict still needs a question, from
+header or trailer). A ``---`` line in the prose followed by anything but ``KEY: value``
+lines is a Markdown rule and part of the coaching.
+
+JSON was rejected: the coaching would sit inside a string that cannot be shown until
+it is complete and unescaped, and a small local model breaks JSON more often than a
+few plain lines. Tool calls and ``response_format`` were rejected because many
+OpenAI-compatible servers (Ollama, llama.cpp, LM Studio) support them partly or not
+at all, and they do not stream prose.
 
 Failures
 --------
 * Malformed output (no header, a bad verdict, no ``---`` line, an empty coaching
-  text, or a 200 response that is not a chat completion at all) gets one repair
+  text, a trailer line that is not ``KEY: value``, a bad CONFIDENCE, an "unclear"
+  verdict without a question, or a 200 response that is not a chat completion at
+  all) gets one repair
   attempt: a non-streamed call that sends the bad output back with the prompt's
   ``repair`` template. If that is malformed too, the ``fallback`` engine answers
   the same request; its answer has ``meta.fallback`` set and a notice. Without a
@@ -45,9 +61,14 @@ Failures
 Streaming contract for the UI
 -----------------------------
 Chunks are yielded only after the header has been read, so a malformed header or a
-repair never shows stray text. The one exception is a stream cut after the header:
-its chunks have been shown when the retry starts streaming again from the top. The
-UI should therefore render chunks live into a placeholder and, when the final
+repair never shows stray text. From then on prose is yielded as it arrives; only the
+start of a line that is nothing but dashes and spaces so far is held back (it may be
+the closing ``---``), and after a ``---`` line the text is held until its next line
+shows whether a trailer follows. The trailer is never yielded. Two exceptions: a
+stream cut after the header, whose chunks have been shown when the retry starts
+streaming again from the top, and a malformed trailer (or an "unclear" verdict
+without a question), found after the prose has been shown and then repaired. The UI
+should therefore render chunks live into a placeholder and, when the final
 ``CoachingAnswer`` arrives, replace the placeholder with ``answer.coaching``. For a
 normal answer the two are identical. A repaired answer arrives as one chunk.
 
@@ -104,6 +125,9 @@ LANGUAGE_NAMES = {
 
 _SEPARATOR = re.compile(r"^\s*-{3,}\s*$")
 _HEADER_LINE = re.compile(r"^[\s>*#_-]*([A-Za-z][A-Za-z _]*?)[\s*_]*:[\s*_]*(.*?)[\s*_]*$")
+_MAYBE_SEPARATOR = re.compile(r"^[ \t\r-]*$")  # an incomplete line that may become '---'
+_KEY_PREFIX = re.compile(r"^[\s>*#_`-]*")
+_PARTIAL_KEY = re.compile(r"^([A-Za-z][A-Za-z _]*?)[\s*_]*$")
 _CODE = re.compile(r"\b([ML][1-3])\b")
 _EMPTY = {"", "none", "n/a", "na", "-", "(none)", "[]"}
 
@@ -162,16 +186,22 @@ def _confidence(value: str) -> float:
     return number
 
 
-def parse_header(text: str) -> Header:
-    """Parse the lines before the ``---`` separator; a FormatError says what is wrong."""
+def parse_fields(text: str, part: str = "header") -> dict[str, str]:
+    """The ``KEY: value`` lines of a header or trailer; the first of each key counts."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
-        if not line.strip() or _is_fence(line):
+        if not line.strip() or _is_fence(line) or _SEPARATOR.match(line):
             continue
         parsed = _header_line(line)
         if parsed is None:
-            raise FormatError(f"the header line {line.strip()[:80]!r} is not one of 'KEY: value'")
+            raise FormatError(f"the {part} line {line.strip()[:80]!r} is not one of 'KEY: value'")
         fields.setdefault(*parsed)
+    return fields
+
+
+def build_header(fields: dict[str, str], *, complete: bool = True) -> Header:
+    """Validate the fields of a reply. With ``complete`` False only the header has been
+    read, so fields that may still come in the trailer are not required yet."""
     if "VERDICT" not in fields:
         raise FormatError("the header has no VERDICT line")
     word = fields["VERDICT"].strip(" .`'\"").lower()
@@ -181,15 +211,12 @@ def parse_header(text: str) -> Header:
         )
     verdict: Verdict | None = None if word == "unclear" else word  # type: ignore[assignment]
     questions = _items(fields.get("QUESTIONS", ""), r"\|")[:3]
+    confidence = _confidence(fields["CONFIDENCE"]) if "CONFIDENCE" in fields else 0.0
     if verdict is None:
-        if not questions:
+        if not questions and (complete or "QUESTIONS" in fields):
             raise FormatError("VERDICT is unclear but QUESTIONS has no follow-up question")
         focus: list[str] = []
-        confidence = _confidence(fields["CONFIDENCE"]) if "CONFIDENCE" in fields else 0.0
     else:
-        if "CONFIDENCE" not in fields:
-            raise FormatError("the header has no CONFIDENCE line")
-        confidence = _confidence(fields["CONFIDENCE"])
         codes = _CODE.findall(fields.get("FOCUS", "").upper())
         focus = [c for c in dict.fromkeys(codes) if c in FOCUS_CODES][:3]
         if not focus:
@@ -204,32 +231,83 @@ def parse_header(text: str) -> Header:
     )
 
 
+def parse_header(text: str, trailer: str = "") -> Header:
+    """Parse the lines before the first ``---`` (and those after the closing one, if any);
+    a FormatError says what is wrong. A field given in both places counts from the header."""
+    fields = parse_fields(text)
+    for key, value in parse_fields(trailer, "trailer").items():
+        fields.setdefault(key, value)
+    return build_header(fields)
+
+
+def _could_be_key_line(partial: str) -> bool:
+    """Whether an incomplete line could still become a ``KEY: value`` line (or a blank,
+    fence or separator line, which a trailer may contain)."""
+    if ":" in partial:
+        return _header_line(partial) is not None
+    rest = _KEY_PREFIX.sub("", partial)
+    if not rest:
+        return True
+    match = _PARTIAL_KEY.match(rest)
+    if match is None:
+        return False
+    key = match[1].upper().replace(" ", "_")
+    return any(k.startswith(key) for k in HEADER_KEYS)
+
+
 class AnswerReader:
     """Reads the reply as it streams: holds text back until the header is parsed, then
-    passes the coaching through, trimmed of leading and trailing whitespace."""
+    passes the coaching through (trimmed of leading and trailing whitespace) until the
+    closing ``---`` line, and keeps the trailer after it out of the coaching."""
 
     def __init__(self) -> None:
         self.raw = ""
         self.header: Header | None = None
         self.coaching = ""
+        self._fields: dict[str, str] = {}  # the header's fields
         self._pending = ""  # whitespace held back until more text follows it
+        self._line = ""  # the start of the current prose line while it may become '---'
+        self._mid_line = False  # part of the current prose line has been shown
+        self._tail: str | None = None  # from a '---' line in the prose on: maybe the trailer
+        self._trailer = False  # the tail has a KEY line, so it is the trailer for sure
 
     def feed(self, text: str) -> str:
         """Take the next piece of the reply; return coaching text ready to show ('' if none)."""
         self.raw += text
         if self.header is None:
             return self._read_header()
-        return self._body(text)
+        if self._tail is not None:
+            self._tail += text
+            return self._read_tail()
+        return self._prose(text)
+
+    def close(self) -> str:
+        """The reply has ended: complete its last line; return any coaching that it frees."""
+        if self.raw and not self.raw.endswith("\n"):
+            return self.feed("\n")
+        return ""
 
     def finish(self) -> tuple[Header, str]:
         """The parsed header and the complete coaching; FormatError if the reply is not valid."""
         if self.header is None:
             if self.raw.strip() == "":
                 raise FormatError("the reply was empty", self.raw)
-            if not self.raw.endswith("\n"):
-                self.feed("\n")  # complete the last line, so it is checked like the others
+            self.close()  # complete the last line, so it is checked like the others
             if self.header is None:
                 raise FormatError("there is no '---' line after the header", self.raw)
+        self.close()
+        fields = dict(self._fields)
+        if self._tail is not None:
+            try:
+                trailer = parse_fields(self._tail, "trailer")
+            except FormatError as exc:
+                raise FormatError(exc.problem, self.raw) from None
+            for key, value in trailer.items():
+                fields.setdefault(key, value)
+        try:
+            self.header = build_header(fields)
+        except FormatError as exc:
+            raise FormatError(exc.problem, self.raw) from None
         if self.header.verdict is not None and not self.coaching:
             raise FormatError("the coaching text after the '---' line is empty", self.raw)
         return self.header, self.coaching
@@ -242,16 +320,17 @@ class AnswerReader:
         for line in self.raw.split("\n")[:-1]:  # only complete lines
             if _SEPARATOR.match(line):
                 try:
-                    self.header = parse_header(self.raw[:offset])
+                    self._fields = parse_fields(self.raw[:offset])
+                    self.header = build_header(self._fields, complete=False)
                 except FormatError as exc:
                     raise FormatError(exc.problem, self.raw) from None
-                return self._body(self.raw[offset + len(line) + 1 :])
+                return self._prose(self.raw[offset + len(line) + 1 :])
             if line.strip() and not _is_fence(line):
                 if _header_line(line) is None:
                     problem = (
                         f"the header line {line.strip()[:80]!r} is not one of 'KEY: value'"
                         if seen_header
-                        else "the reply does not start with the header (VERDICT, CONFIDENCE, ...)"
+                        else "the reply does not start with the header (VERDICT, FOCUS)"
                     )
                     raise FormatError(problem, self.raw)
                 seen_header = True
@@ -260,7 +339,58 @@ class AnswerReader:
             raise FormatError("there is no '---' line after the header", self.raw)
         return ""
 
-    def _body(self, text: str) -> str:
+    def _prose(self, text: str) -> str:
+        # Show text at once, except the start of a line that is only dashes and spaces so
+        # far: it may be the closing '---' line, which must never be shown.
+        text = self._line + text
+        self._line = ""
+        shown = ""
+        while text:
+            end = text.find("\n")
+            if end < 0:
+                if not self._mid_line and _MAYBE_SEPARATOR.match(text):
+                    self._line = text
+                else:
+                    shown += self._show(text)
+                    self._mid_line = True
+                break
+            line, text = text[:end], text[end + 1 :]
+            if not self._mid_line and _SEPARATOR.match(line):
+                self._tail = line + "\n" + text
+                return shown + self._read_tail()
+            shown += self._show(line + "\n")
+            self._mid_line = False
+        return shown
+
+    def _read_tail(self) -> str:
+        # After a '---' line in the prose: a trailer if its first line is a KEY line,
+        # otherwise the '---' was a Markdown rule and everything held is prose after all.
+        assert self._tail is not None
+        lines = self._tail.split("\n")
+        for line in lines[1:-1]:  # complete lines after the '---' line
+            if not line.strip() or _is_fence(line) or _SEPARATOR.match(line):
+                continue
+            if _header_line(line) is not None:
+                self._trailer = True
+            elif self._trailer:
+                raise FormatError(
+                    f"the trailer line {line.strip()[:80]!r} is not one of 'KEY: value'", self.raw
+                )
+            else:
+                return self._not_a_trailer()
+        if not self._trailer and not _could_be_key_line(lines[-1]):
+            return self._not_a_trailer()
+        return ""
+
+    def _not_a_trailer(self) -> str:
+        assert self._tail is not None
+        rule, rest = self._tail.split("\n", 1)
+        self._tail = None
+        shown = self._show(rule + "\n")
+        self._mid_line = False
+        return shown + self._prose(rest)
+
+    def _show(self, text: str) -> str:
         text = self._pending + text
         if not self.coaching:
             text = text.lstrip()
@@ -271,7 +401,7 @@ class AnswerReader:
 
 
 def parse_answer(text: str) -> tuple[Header, str]:
-    """Parse a complete reply (header, ``---``, coaching) in one go."""
+    """Parse a complete reply (header, ``---``, coaching, optional ``---`` and trailer)."""
     reader = AnswerReader()
     reader.feed(text if text.endswith("\n") else text + "\n")
     return reader.finish()
@@ -641,6 +771,9 @@ class LLMEngine:
             stream.close()
         if finish is None:
             raise _Transient(self._cut_message())
+        rest = reader.close()  # a last line held back because it might have been '---'
+        if rest:
+            yield rest
         header, coaching = reader.finish()
         return _Outcome(header, coaching, finish)
 
