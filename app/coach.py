@@ -128,9 +128,8 @@ class Coach:
             answer.meta.safety = screening.stop
         else:
             answer = yield from self._engine_answer(screening, history, prompt)
-            if answer.meta.engine != "offline" and screening.language != "English":
-                pass  # the LLM answers in the user's language
-            elif screening.language != "English":
+            # An LLM answers in the person's language; the offline engine says it cannot.
+            if answer.meta.engine == "offline" and screening.language != "English":
                 notices.append(
                     rules.notices["language_offline"].format(language=screening.language)
                 )
