@@ -326,6 +326,7 @@ class ClassifierStore:
     def ensure(self) -> bool:
         """Train when the saved model is missing or stale; True when it trained."""
         if self.is_current():
+            self._load()
             return False
         self.train()
         return True
@@ -337,8 +338,11 @@ class ClassifierStore:
                 return self._classifier
         if not self.is_current():
             return self.train()
+        return self._load()
+
+    def _load(self) -> Classifier:
         with self.path.open("rb") as fh:
-            pickle.load(fh)
+            pickle.load(fh)  # the training hash, checked by is_current()
             model = pickle.load(fh)
         classifier = Classifier(self.embedder, model)
         with self._lock:

@@ -101,9 +101,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     from app.render import answer_header, answer_sources
 
-    streamed = []
-    for chunk in stream:
-        streamed.append(chunk)
     answer = stream.result()
     answer.notices = notices + answer.notices
     print(answer_header(answer))

@@ -127,7 +127,7 @@ class Coach:
             answer.meta.engine, answer.meta.model = self.engine.name, self.engine.model
             answer.meta.safety = screening.stop
         else:
-            answer = yield from self._engine_answer(screening, history, prompt)
+            answer = yield from self._engine_answer(screening, history, prompt, rules)
             # An LLM answers in the person's language; the offline engine says it cannot.
             if answer.meta.engine == "offline" and screening.language != "English":
                 notices.append(
@@ -142,7 +142,7 @@ class Coach:
         answer.meta.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         yield answer
 
-    def _engine_answer(self, screening, history: list[Turn], prompt: str):
+    def _engine_answer(self, screening, history: list[Turn], prompt: str, rules):
         settings = self.settings
         situation = context_text(screening.text, history, settings.max_input_chars)
         vector = embed_situations(self.index.embedder, [situation])[0]
@@ -173,7 +173,7 @@ class Coach:
         if self.engine.name != "offline":
             answer.meta.prompt = answer.meta.prompt or prompt
         check_citations(answer, request.retrieved_ids())
-        enforce_canary(answer, _canary(settings, prompt), load_rules(settings.prompts_dir))
+        enforce_canary(answer, _canary(settings, prompt), rules)
         if self.engine.name != "offline" and answer.verdict and not answer.meta.fallback:
             answer.second_opinion = second_opinion(answer, prediction)
         return answer

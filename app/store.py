@@ -435,8 +435,9 @@ class ConversationStore:
 
 
 _MESSAGE_SELECT = (
-    "SELECT m.*, f.rating AS f_rating, f.corrected_verdict AS f_verdict, "
-    "f.corrected_focus_json AS f_focus, f.comment AS f_comment, f.created_at AS f_created, f.updated_at AS f_updated "
+    "SELECT m.*, f.rating AS f_rating, f.corrected_verdict AS f_corrected_verdict, "
+    "f.corrected_focus_json AS f_corrected_focus_json, f.comment AS f_comment, "
+    "f.created_at AS f_created_at, f.updated_at AS f_updated_at "
     "FROM messages m LEFT JOIN feedback f ON f.message_id = m.id"
 )
 
@@ -450,30 +451,21 @@ def _conversation(row: sqlite3.Row) -> Conversation:
     )
 
 
-def _feedback(row: sqlite3.Row) -> Feedback:
+def _feedback(row: sqlite3.Row, prefix: str = "") -> Feedback:
+    """A feedback row, or the ``f_``-prefixed feedback columns of a joined message row."""
     return Feedback(
-        message_id=row["message_id"],
-        rating=row["rating"],
-        corrected_verdict=row["corrected_verdict"],
-        corrected_focus=json.loads(row["corrected_focus_json"] or "[]"),
-        comment=row["comment"] or "",
-        created_at=_time(row["created_at"]),
-        updated_at=_time(row["updated_at"]),
+        message_id=row["message_id" if not prefix else "id"],
+        rating=row[f"{prefix}rating"],
+        corrected_verdict=row[f"{prefix}corrected_verdict"],
+        corrected_focus=json.loads(row[f"{prefix}corrected_focus_json"] or "[]"),
+        comment=row[f"{prefix}comment"] or "",
+        created_at=_time(row[f"{prefix}created_at"]),
+        updated_at=_time(row[f"{prefix}updated_at"]),
     )
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
-    feedback = None
-    if row["f_created"] is not None:
-        feedback = Feedback(
-            message_id=row["id"],
-            rating=row["f_rating"],
-            corrected_verdict=row["f_verdict"],
-            corrected_focus=json.loads(row["f_focus"] or "[]"),
-            comment=row["f_comment"] or "",
-            created_at=_time(row["f_created"]),
-            updated_at=_time(row["f_updated"]),
-        )
+    feedback = _feedback(row, "f_") if row["f_created_at"] is not None else None
     answer_json = row["answer_json"]
     return StoredMessage(
         id=row["id"],
