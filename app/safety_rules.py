@@ -1,0 +1,141 @@
+"""``prompts/safety.yaml`` as validated data: patterns, replies and notices of the guard.
+
+A missing or misspelt key is an error naming the file and the key when the rules are
+first loaded (``coach index`` loads them), not a ``KeyError`` on the first question.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.errors import ConfigError
+
+SAFETY_FILE = "safety.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PatternsFile(_Strict):
+    injection: list[str] = Field(min_length=1)
+    crisis_other_languages: list[str] = Field(default_factory=list)
+
+
+class Reply(_Strict):
+    summary: str
+    coaching: str
+    follow_up_questions: list[str] = Field(default_factory=list)
+
+
+class WorkplaceTopic(_Strict):
+    when: list[str] = Field(min_length=1)
+    say: str
+
+
+class CrisisReply(_Strict):
+    summary: str
+    contacts: str
+    right_now: dict[str, str]
+    at_risk: dict[str, list[str]]
+    workplace: list[WorkplaceTopic] = Field(default_factory=list)
+    closing: str
+    follow_up_questions: list[str] = Field(default_factory=list)
+
+
+class Replies(_Strict):
+    crisis: CrisisReply
+    unethical: Reply
+    prompt_leak: Reply
+    off_topic: Reply
+    clarify: Reply
+
+
+class Notices(_Strict):
+    injection: str
+    prompt_leak: str
+    masked: str
+    masked_offline: str
+    language_offline: str
+    truncated: str
+    canary: str
+    model_escalated: str
+
+
+class SafetyFile(_Strict):
+    version: int
+    patterns: PatternsFile
+    personal_data: dict[str, str] = Field(default_factory=dict)
+    replies: Replies
+    notices: Notices
+    languages: dict[str, list[str]] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GuardRules:
+    """The compiled rules."""
+
+    injection: list[re.Pattern]
+    crisis_other_languages: list[re.Pattern]
+    personal_data: dict[str, re.Pattern]
+    replies: Replies
+    notices: dict[str, str]
+    languages: dict[str, frozenset[str]]
+    crisis_at_risk: dict[str, list[re.Pattern]]
+    crisis_workplace: list[tuple[list[re.Pattern], str]]
+
+
+def _compile(patterns: list[str], where: str, flags: int = re.IGNORECASE) -> list[re.Pattern]:
+    out = []
+    for i, pattern in enumerate(patterns):
+        try:
+            out.append(re.compile(pattern, flags))
+        except re.error as exc:
+            raise ConfigError(
+                f"{SAFETY_FILE}: {where}[{i}] is not a valid pattern: {exc}."
+            ) from None
+    return out
+
+
+@lru_cache(maxsize=4)
+def load_rules(prompts_dir: Path) -> GuardRules:
+    """Read and validate ``prompts/safety.yaml``."""
+    path = prompts_dir / SAFETY_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"The guard rules {path} are missing: restore them from git.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"The guard rules {path} are not valid YAML: {exc}") from None
+    try:
+        data = SafetyFile.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{SAFETY_FILE}: {where}: {first['msg']}.") from None
+    crisis = data.replies.crisis
+    return GuardRules(
+        injection=_compile(data.patterns.injection, "patterns.injection"),
+        crisis_other_languages=_compile(
+            data.patterns.crisis_other_languages, "patterns.crisis_other_languages"
+        ),
+        personal_data={
+            k: _compile([p], f"personal_data.{k}", 0)[0] for k, p in data.personal_data.items()
+        },
+        replies=data.replies,
+        notices=data.notices.model_dump(),
+        languages={k: frozenset(v) for k, v in data.languages.items()},
+        crisis_at_risk={
+            k: _compile(v, f"replies.crisis.at_risk.{k}") for k, v in crisis.at_risk.items()
+        },
+        crisis_workplace=[
+            (_compile(t.when, f"replies.crisis.workplace[{i}].when"), t.say)
+            for i, t in enumerate(crisis.workplace)
+        ],
+    )
