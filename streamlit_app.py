@@ -3,9 +3,9 @@
 import streamlit as st
 
 from app.settings import get_settings
-from app.web import chat, runtime, sidebar, turns, upload
+from app.web import PAGE_ICON, chat, runtime, sidebar, turns, upload
 
-st.set_page_config(page_title="Leadership Coach", page_icon=":material/explore:")
+st.set_page_config(page_title="Leadership Coach", page_icon=str(PAGE_ICON))
 
 store = runtime.load_store()
 state = chat.session(store)  # this tab's conversation id and queued actions (session_state)
@@ -24,7 +24,7 @@ with turns.errors_shown():
             live = st.empty()
             reply = chat.Reply(coach, store, turn, state.prompt)
             with live.container():
-                st.write_stream(reply.chunks())
+                turns.streamed(reply.chunks())  # made safe as a whole, chunk by chunk
             # Redraw from the stored answer: a repaired LLM answer may differ from the stream.
             with live.container():
                 if reply.stored is not None and reply.stored.role == "assistant":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.passages import FOCUS_CODES, FOCUS_NAMES, FocusCode, ScoredPassage, Verdict
@@ -24,6 +26,15 @@ class SecondOpinion(BaseModel):
     note: str | None = None
 
 
+class Evidence(BaseModel):
+    """One of the person's own sentences, and the side and focus it was read as."""
+
+    text: str
+    side: Literal["management", "leadership"]
+    code: FocusCode
+    score: float = Field(ge=0, le=1)
+
+
 class AnswerMeta(BaseModel):
     """How the answer was made: engine, model, prompt, timing, checks."""
 
@@ -37,6 +48,8 @@ class AnswerMeta(BaseModel):
     dropped_citations: list[str] = Field(default_factory=list)
     masked: list[str] = Field(default_factory=list)
     safety: str | None = None
+    model_safety: str | None = None  # an LLM's own safety reading of the message
+    safety_disagreement: str | None = None  # when the guard and the model read it differently
     injection_ignored: bool = False
     language: str = "en"
     fallback: bool = False
@@ -55,6 +68,7 @@ class CoachingAnswer(BaseModel):
     citations: list[str] = Field(default_factory=list)
     notices: list[str] = Field(default_factory=list)
     second_opinion: SecondOpinion | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
     meta: AnswerMeta = Field(default_factory=AnswerMeta)
 
     @field_validator("focus")
@@ -97,6 +111,7 @@ class CoachRequest(BaseModel):
     local_probabilities: dict[str, float] = Field(default_factory=dict)
     local_focus: list[FocusCode] = Field(default_factory=list)
     local_focus_scores: dict[str, float] = Field(default_factory=dict)
+    local_evidence: list[Evidence] = Field(default_factory=list)
 
     def retrieved_ids(self) -> list[str]:
         return [p.passage.id for p in self.passages]
@@ -107,6 +122,7 @@ __all__ = [
     "AnswerMeta",
     "CoachRequest",
     "CoachingAnswer",
+    "Evidence",
     "SecondOpinion",
     "Turn",
     "Usage",

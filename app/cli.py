@@ -10,7 +10,7 @@ from collections.abc import Callable
 from app.errors import CoachError
 
 # Modules that add their own sub-commands with ``register(subparsers)``.
-EXTENSIONS = ("app.evals.cli", "app.feedback_cli")
+EXTENSIONS = ("app.evals.cli", "app.feedback_cli", "app.guard_cli")
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
@@ -45,7 +45,24 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.rebuild or not store.is_current():
         store.train(progress=lambda msg: print(msg + "…", file=sys.stderr))
         print("Trained the offline classifier.")
+    _ensure_safety(index, rebuild=args.rebuild)
     return 0
+
+
+def _ensure_safety(index, rebuild: bool = False) -> None:
+    """Check the guard's rules and train the safety detector when it is missing or stale."""
+    from app.safety_model import SafetyModelStore, load_thresholds
+    from app.safety_rules import load_rules
+
+    load_rules(index.settings.prompts_dir)
+    safety = SafetyModelStore(index.settings, index.embedder)
+    load_thresholds(safety.thresholds_path)
+    progress = lambda msg: print(msg + "…", file=sys.stderr)  # noqa: E731
+    if rebuild:
+        safety.train(progress)
+        print("Trained the safety detector.")
+    elif safety.ensure(progress):
+        print("Trained the safety detector.")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -56,7 +73,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     ClassifierStore(index.settings, index.embedder).train(
         progress=lambda msg: print(msg + "…", file=sys.stderr)
     )
-    print(f"Trained the offline classifier; saved to {index.settings.data_dir / 'classifier.pkl'}.")
+    print(f"Trained the offline classifier; saved to {index.settings.data_dir / 'classifier.npz'}.")
+    _ensure_safety(index, rebuild=True)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """What the local models learnt from, and how they did in cross-validation."""
+    from app.classifier import ClassifierStore, VerdictModel
+    from app.index import get_index
+    from app.safety_model import SafetyModelStore, load_thresholds
+
+    index = get_index()
+    store = ClassifierStore(index.settings, index.embedder)
+    store.ensure()
+    report = VerdictModel.load(store.path).report
+    recall = ", ".join(f"{k} {v:.3f}" for k, v in report.get("cv_recall", {}).items())
+    print(
+        f"Verdict classifier: {report.get('examples')} training situations; "
+        f"{report.get('cv_folds')}-fold cross-validation accuracy "
+        f"{report.get('cv_verdict_accuracy', 0):.3f} (recall: {recall}); "
+        f"'both' when each side reaches {report.get('both_bar')}."
+    )
+    safety = SafetyModelStore(index.settings, index.embedder)
+    bars = load_thresholds(safety.thresholds_path)
+    print(
+        f"Safety detector: trained on {', '.join(p.name for p in safety.training_paths)} "
+        f"and the verdict situations; stops at crisis {bars.crisis:.2f}, unethical "
+        f"{bars.unethical:.2f}, prompt_leak {bars.prompt_leak:.2f}, off_topic "
+        f"{bars.off_topic:.2f} (chosen on {bars.chosen_on})."
+    )
     return 0
 
 
@@ -76,7 +122,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from app.coach import build_coach
-    from app.uploads import read_file
+    from app.uploads import read_file, read_piped
 
     if args.file:
         extracted = read_file(args.file)
@@ -84,9 +130,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         notices = list(extracted.notices)
     else:
         situation = " ".join(args.situation or [])
-        if situation == "-":
-            situation = sys.stdin.read()
         notices = []
+        if situation == "-":  # bytes, checked and decoded as a .txt file would be
+            piped = read_piped(sys.stdin.buffer)
+            situation, notices = piped.text, list(piped.notices)
     if not situation.strip():
         raise CoachError(
             "The situation is empty: describe it in a few sentences, e.g. "
@@ -99,11 +146,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
         answer.notices = notices + answer.notices
         print(answer.model_dump_json(indent=2))
         return 0
-    from app.render import answer_header, answer_sources
+    from app.render import answer_evidence, answer_header, answer_sources
 
     answer = stream.result()
     answer.notices = notices + answer.notices
     print(answer_header(answer))
+    evidence = answer_evidence(answer)
+    if evidence:
+        print()
+        print(evidence)
     print()
     print(answer.coaching)
     sources = answer_sources(answer, coach.sources(answer.citations))
@@ -126,8 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="rebuild even if nothing changed")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("train", help="retrain the offline classifier from its training set")
+    p = sub.add_parser(
+        "train", help="retrain the offline classifier and the safety detector from their data"
+    )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "models", help="show the local models' training data and cross-validation figures"
+    )
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("search", help="show the passages closest to a query, with scores")
     p.add_argument("query", help="what to look for, in your own words")

@@ -12,13 +12,24 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from app.answer import CoachingAnswer, CoachRequest, SecondOpinion, Turn
+from app.answer import CoachingAnswer, CoachRequest, Evidence, SecondOpinion, Turn
+from app.canary import CanaryFilter
 from app.classifier import ClassifierStore, embed_situations
 from app.engines.base import Engine
 from app.errors import CoachError, ConfigError
 from app.guard import enforce_canary, load_rules, screen, stop_answer
+from app.history import (
+    mask_known,
+    merge_masked_notice,
+    screen_history,
+    withhold_values,
+    withholding,
+)
 from app.index import ArticleIndex, get_index
+from app.language import detect_language
 from app.passages import Passage, ScoredPassage
+from app.personal_data import mask
+from app.safety_model import SafetyModelStore
 from app.settings import Settings, get_settings
 from app.uploads import prepare_text
 
@@ -80,19 +91,24 @@ class Coach:
         settings: Settings | None = None,
         index: ArticleIndex | None = None,
         classifiers: ClassifierStore | None = None,
+        safety: SafetyModelStore | None = None,
         prompt: str | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.engine = engine
         self.index = index or get_index(self.settings)
         self.classifiers = classifiers or ClassifierStore(self.settings, self.index.embedder)
+        self.safety = safety or SafetyModelStore(self.settings, self.index.embedder)
         self.prompt = prompt or self.settings.prompt
 
     def warm_up(self) -> None:
         """Load the model, the classifier and the index now instead of on the first question."""
         self.classifiers.get()
+        self.safety.get()
         self.index.retrieve("warm up", 1)
         load_rules(self.settings.prompts_dir)
+        mask("Warm up the name finder and the language detector.", self.settings.prompts_dir)
+        detect_language("Warm up the name finder and the language detector.")
         if self.engine.name == "offline":
             from app.engines.offline import load_templates
 
@@ -119,21 +135,33 @@ class Coach:
         rules = load_rules(settings.prompts_dir)
         prepared = prepare_text(message or "", max_chars=settings.max_input_chars)
         remote = self.engine.name == "llm"
-        screening = screen(prepared.text, rules, remote=remote)
+        screening = screen(prepared.text, rules, remote=remote, detector=self.safety.get())
         notices = list(prepared.notices) + screening.notices
+        masked = screening.masked
 
         if screening.stop:
-            answer = stop_answer(screening.stop, rules)
+            answer = stop_answer(screening.stop, rules, screening.text)
             answer.meta.engine, answer.meta.model = self.engine.name, self.engine.model
             answer.meta.safety = screening.stop
         else:
-            answer = yield from self._engine_answer(screening, history, prompt, rules)
+            # Every turn is screened: the engine gets earlier turns masked and without injected
+            # instructions, and a value masked in any turn is masked in all, answer included.
+            earlier = screen_history(history, rules, settings.prompts_dir)
+            found = mask(prepared.text, settings.prompts_dir).found + earlier.found
+            screening.text, again = mask_known(screening.text, found)
+            this_turn = list(dict.fromkeys(screening.masked + again))
+            engine_events = self._engine_answer(screening, earlier.turns, prompt, rules)
+            answer = yield from withholding(engine_events, found)
+            withheld = withhold_values(answer, found)
+            masked = list(dict.fromkeys(this_turn + earlier.masked + withheld))
+            notices = merge_masked_notice(notices, screening.masked, masked, rules, remote=remote)
             # An LLM answers in the person's language; the offline engine says it cannot.
             if answer.meta.engine == "offline" and screening.language != "English":
                 notices.append(
                     rules.notices["language_offline"].format(language=screening.language)
                 )
-        answer.meta.masked = screening.masked
+        answer.meta.safety = answer.meta.safety or screening.caught
+        answer.meta.masked = masked
         answer.meta.injection_ignored = screening.injection
         answer.meta.language = screening.language
         answer.notices = notices + answer.notices
@@ -159,24 +187,42 @@ class Coach:
             local_probabilities=prediction.probabilities,
             local_focus=prediction.focus,
             local_focus_scores=prediction.focus_scores,
+            local_evidence=[Evidence(**vars(e)) for e in prediction.evidence],
         )
         answer: CoachingAnswer | None = None
+        shown = CanaryFilter(_canary(settings, prompt))  # the canary never streams out
         for event in self.engine.run(request):
             if isinstance(event, CoachingAnswer):
                 answer = event
-            else:
-                yield event
+            elif text := shown.feed(event):
+                yield text
+        if text := shown.flush():
+            yield text
         if answer is None:
             raise CoachError("The engine ended without an answer. Please try again.")
         answer.meta.engine = answer.meta.engine or self.engine.name
         answer.meta.model = answer.meta.model or self.engine.model
         if self.engine.name != "offline":
             answer.meta.prompt = answer.meta.prompt or prompt
+        if answer.meta.model_safety not in (None, "none"):
+            answer = _escalated(answer, screening.text, rules)
+            yield from _paragraphs(answer.coaching)
+            return answer
+        answer.evidence = self._evidence(answer, situation, prediction)
         check_citations(answer, request.retrieved_ids())
         enforce_canary(answer, _canary(settings, prompt), rules)
         if self.engine.name != "offline" and answer.verdict and not answer.meta.fallback:
             answer.second_opinion = second_opinion(answer, prediction)
         return answer
+
+    def _evidence(self, answer: CoachingAnswer, situation: str, prediction) -> list[Evidence]:
+        """The person's sentences behind the answer's verdict (the engine's, not only ours)."""
+        if answer.verdict is None:
+            return []
+        found = prediction.evidence
+        if answer.verdict != prediction.verdict:
+            found = self.classifiers.get().evidence(situation, answer.verdict)
+        return [Evidence(**vars(e)) for e in found]
 
     def _retrieve(self, situation: str, vector, focus: list[str]) -> list[ScoredPassage]:
         """The closest passages, plus the responsibilities the classifier points at."""
@@ -192,6 +238,17 @@ class Coach:
 def _paragraphs(text: str) -> Iterator[str]:
     for i, part in enumerate(text.split("\n\n")):
         yield ("\n\n" if i else "") + part
+
+
+def _escalated(answer: CoachingAnswer, text: str, rules) -> CoachingAnswer:
+    """The model read a stop kind the guard did not: the stricter reading wins, recorded."""
+    kind = answer.meta.model_safety
+    stopped = stop_answer(kind, rules, text)
+    stopped.meta = answer.meta.model_copy()
+    stopped.meta.safety = kind
+    stopped.meta.safety_disagreement = f"guard: none; model: {kind}"
+    stopped.notices = [*answer.notices, rules.notices["model_escalated"].format(kind=kind)]
+    return stopped
 
 
 def check_citations(answer: CoachingAnswer, retrieved: list[str]) -> None:
@@ -264,4 +321,5 @@ def build_coach(
     coach = Coach(make_engine(engine, settings), settings=settings, prompt=prompt)
     coach.index.build()
     coach.classifiers.ensure()
+    coach.safety.ensure()
     return coach

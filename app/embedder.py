@@ -10,6 +10,7 @@ first call, not at construction, so opening an index costs nothing until it embe
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from chromadb.utils.embedding_functions import register_embedding_function
 MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 MAX_TOKENS = 256
 DIMENSIONS = 384
+CACHE_SIZE = 2048  # sentences remembered across calls
+CACHE_CALL_LIMIT = 64  # calls with more texts than this (training) are not remembered
 
 
 def _default_tokenizer_path() -> Path:
@@ -38,6 +41,7 @@ class MiniLMEmbedder(EmbeddingFunction[Documents]):
         self._session = None
         self._tokenizer = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     # -- Chroma's registration contract -------------------------------------------------
     @staticmethod
@@ -104,9 +108,31 @@ class MiniLMEmbedder(EmbeddingFunction[Documents]):
             self._tokenizer = tokenizer
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Vectors for ``texts`` as a float32 array of shape (n, 384), each of unit length."""
+        """Vectors for ``texts`` as a float32 array of shape (n, 384), each of unit length.
+
+        A small call (one question's sentences) is remembered, so the guard, the
+        classifier and retrieval reading the same sentence embed it once.
+        """
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        if len(texts) > CACHE_CALL_LIMIT:
+            return self._embed(texts)
+        with self._lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in known:
+                self._cache.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = self._embed(missing)
+            with self._lock:
+                for text, vector in zip(missing, fresh, strict=True):
+                    known[text] = vector
+                    self._cache[text] = vector
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return np.array([known[t] for t in texts], dtype=np.float32)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
         self._load()
         # Batches of similar length waste less work on padding; the order is restored below.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -1,10 +1,11 @@
 """The safety guard that runs before and after every engine.
 
 Before: it masks personal data, strips instructions injected into the
-situation, spots the language, and recognises requests the coach must not
-coach normally (a crisis, an unethical request, a prompt-extraction attempt,
-an off-topic request, text too short to judge). After: it makes sure the
-system prompt's canary never reaches the user. Patterns and replies live in
+situation, spots the language, and asks the trained safety detector
+(``app.safety_model``) whether the message is one the coach must not coach
+normally (a crisis, an unethical request, a prompt-extraction attempt, an
+off-topic request); text too short to judge gets questions. After: it makes sure
+the system prompt's canary never reaches the user. Patterns and replies live in
 ``prompts/safety.yaml``; this module only applies them.
 """
 
@@ -12,37 +13,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
-
-import yaml
 
 from app.answer import CoachingAnswer
+from app.canary import has_canary, without_canary
+from app.safety_model import without
+from app.safety_rules import GuardRules, load_rules
+from app.stop_replies import stop_answer
 
 MIN_WORDS = 5
-SAFETY_FILE = "safety.yaml"
+MIN_SITUATION_WORDS = 15  # what must remain of a message to coach it once a part is declined
+ENGLISH_ONLY = ("prompt_leak", "off_topic")
 
-
-@dataclass(frozen=True)
-class GuardRules:
-    patterns: dict[str, list[re.Pattern]]
-    personal_data: dict[str, re.Pattern]
-    replies: dict[str, dict]
-    notices: dict[str, str]
-    languages: dict[str, frozenset[str]]
-
-
-@lru_cache(maxsize=4)
-def load_rules(prompts_dir: Path) -> GuardRules:
-    data = yaml.safe_load((prompts_dir / SAFETY_FILE).read_text(encoding="utf-8"))
-    flags = re.IGNORECASE
-    return GuardRules(
-        patterns={k: [re.compile(p, flags) for p in v] for k, v in data["patterns"].items()},
-        personal_data={k: re.compile(p) for k, p in data["personal_data"].items()},
-        replies=data["replies"],
-        notices=data["notices"],
-        languages={k: frozenset(v) for k, v in data["languages"].items()},
-    )
+__all__ = ["GuardRules", "Screening", "enforce_canary", "load_rules", "screen", "stop_answer"]
 
 
 @dataclass
@@ -56,44 +38,41 @@ class Screening:
     masked: list[str] = field(default_factory=list)
     language: str = "English"
     notices: list[str] = field(default_factory=list)
-
-
-def _any(patterns: list[re.Pattern], text: str) -> bool:
-    return any(p.search(text) for p in patterns)
+    reading: object = None  # the detector's SafetyReading, when it ran
+    caught: str | None = None  # a kind declined in part while the rest is coached
 
 
 def detect_language(text: str, rules: GuardRules) -> str:
-    """The language whose common words appear most; English when unsure."""
-    if re.search(r"[\u0400-\u04ff]", text):
-        return "Russian"
-    if re.search(r"[\u4e00-\u9fff]", text):
-        return "Chinese"
-    if re.search(r"[\u3040-\u30ff]", text):
-        return "Japanese"
-    if re.search(r"[\u0600-\u06ff]", text):
-        return "Arabic"
-    words = re.findall(r"[^\W\d_]+", text.lower())
-    if len(words) < 4:
-        return "English"
-    hits = {lang: sum(w in vocab for w in words) for lang, vocab in rules.languages.items()}
-    best = max(hits, key=hits.get)
-    if best != "English" and hits[best] > hits["English"] * 1.5 and hits[best] >= 3:
-        return best
-    return "English"
+    """The language ``text`` is written in; English when short or unsure (``app.language``)."""
+    from app.language import detect_language as detect
+
+    return detect(text)
 
 
 def mask_personal_data(text: str, rules: GuardRules) -> tuple[str, list[str]]:
-    """Replace emails, phone and ID numbers with placeholders; return the kinds masked."""
-    kinds = []
-    for kind, pattern in rules.personal_data.items():
-        text, count = pattern.subn(f"[{kind}]", text)
-        if count:
-            kinds.append(kind)
-    return text, kinds
+    """Replace personal data with placeholders; return the kinds masked (``app.personal_data``,
+    rules in ``prompts/personal_data.yaml``)."""
+    from app.personal_data import mask
+
+    masked = mask(text)
+    return masked.text, masked.kinds
 
 
-def screen(text: str, rules: GuardRules, *, remote: bool) -> Screening:
-    """Inspect a situation; ``remote`` says whether it will be sent to a remote LLM."""
+def strip_injections(text: str, rules: GuardRules) -> tuple[str, bool]:
+    """Remove instructions addressed to the coach; True when there were any."""
+    found = False
+    for pattern in rules.injection:
+        text, count = pattern.subn(" ", text)
+        found |= bool(count)
+    return re.sub(r"[ \t]+", " ", text).strip(), found
+
+
+def screen(text: str, rules: GuardRules, *, remote: bool, detector=None) -> Screening:
+    """Inspect a situation; ``remote`` says whether it will be sent to a remote LLM.
+
+    ``detector`` is the trained ``SafetyDetector``; it decides the stop kind. Without
+    one (unit tests of masking alone) no stop kind is read.
+    """
     masked_text, masked = mask_personal_data(text, rules)
     result = Screening(text=masked_text, masked=masked)
     if masked:
@@ -101,66 +80,47 @@ def screen(text: str, rules: GuardRules, *, remote: bool) -> Screening:
         result.notices.append(rules.notices[key].format(kinds=", ".join(masked)))
     result.language = detect_language(text, rules)
 
-    cleaned = masked_text
-    for pattern in rules.patterns["injection"]:
-        cleaned, count = pattern.subn(" ", cleaned)
-        result.injection |= bool(count)
-    result.prompt_leak = _any(rules.patterns["prompt_leak"], cleaned)
-    if result.prompt_leak:
-        for pattern in rules.patterns["prompt_leak"]:
-            cleaned = _drop_sentences(cleaned, pattern)
-    cleaned = re.sub(r"[ \t]+", " ", cleaned).strip()
+    cleaned, result.injection = strip_injections(masked_text, rules)
     result.text = cleaned
     words = re.findall(r"\w+", cleaned)
-
-    if _any(rules.patterns["crisis"], text):
+    reading = detector.read(cleaned or masked_text) if detector is not None else None
+    if reading is not None and reading.kind in ENGLISH_ONLY and result.language != "English":
+        reading = None  # the detector learnt these two kinds from English text only
+    result.reading = reading
+    if reading is not None and reading.kind == "prompt_leak":
+        # A real situation with a request for the instructions in it: coach the situation,
+        # decline the request. A request with nothing else is declined as a whole.
+        rest = without(detector, cleaned, "prompt_leak")
+        result.caught = "prompt_leak"
+        result.prompt_leak = True
+        if len(rest.split()) >= MIN_SITUATION_WORDS and detector.read(rest).kind is None:
+            result.text = rest
+            result.notices.append(rules.notices["prompt_leak"])
+        else:
+            result.stop = "prompt_leak"
+    elif reading is not None and reading.kind:
+        result.stop = reading.kind
+    elif any(p.search(text) for p in rules.crisis_other_languages):
         result.stop = "crisis"
-    elif _any(rules.patterns["unethical"], text):
-        result.stop = "unethical"
-    elif result.prompt_leak and not _any(rules.patterns["workplace"], cleaned):
-        result.stop = "prompt_leak"
-    elif _any(rules.patterns["off_topic"], cleaned) and not _any(
-        rules.patterns["workplace"], cleaned
-    ):
-        result.stop = "off_topic"
     elif len(words) < MIN_WORDS:
         result.stop = "clarify"
-    else:
-        if result.injection:
-            result.notices.append(rules.notices["injection"])
-        if result.prompt_leak:
-            result.notices.append(rules.notices["prompt_leak"])
+    elif result.injection:
+        result.notices.append(rules.notices["injection"])
     return result
 
 
-def _drop_sentences(text: str, pattern: re.Pattern) -> str:
-    parts = re.split(r"(?<=[.!?])\s+|\n+", text)
-    return " ".join(p for p in parts if not pattern.search(p))
-
-
-def stop_answer(kind: str, rules: GuardRules) -> CoachingAnswer:
-    """The fixed reply for a situation the coach must not coach normally."""
-    reply = rules.replies[kind]
-    return CoachingAnswer(
-        verdict=None,
-        summary=reply["summary"].strip(),
-        coaching=reply["coaching"].strip(),
-        follow_up_questions=list(reply.get("follow_up_questions") or [])[:3],
-    )
-
-
 def enforce_canary(answer: CoachingAnswer, canary: str | None, rules: GuardRules) -> bool:
-    """Remove the canary (and the text around it) from every field; True if it was there."""
+    """Remove the canary, in any spelling or encoding (``app.canary``), and the lines holding
+    it from every field; True if it was there."""
     if not canary:
         return False
     found = False
     for name in ("summary", "coaching"):
-        value = getattr(answer, name)
-        if canary in value:
+        value, leaked = without_canary(getattr(answer, name), canary)
+        if leaked:
             found = True
-            kept = [p for p in value.split("\n") if canary not in p]
-            setattr(answer, name, "\n".join(kept))
-    questions = [q for q in answer.follow_up_questions if canary not in q]
+            setattr(answer, name, value)
+    questions = [q for q in answer.follow_up_questions if not has_canary(q, canary)]
     if len(questions) != len(answer.follow_up_questions):
         found = True
         answer.follow_up_questions = questions

@@ -34,11 +34,13 @@ def _dev_cases(paths: list[str]) -> list[tuple[str, str, str]]:
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"Cannot read the suite {path}: {exc}") from None
         for case in data.get("cases") or []:
+            text = " ".join([str(case["situation"])] * int(case.get("repeat", 1)))
             if "expected_safety" in case:
-                text = str(case["situation"]) * int(case.get("repeat", 1))
                 cases.append((case["id"], text, case["expected_safety"] or "none"))
+            elif case.get("expected_verdict"):  # a situation labelled with a verdict is ordinary
+                cases.append((case["id"], text, "none"))
     if not cases:
-        raise ConfigError("No case with expected_safety in those files: pass the guard dev suites.")
+        raise ConfigError("No usable case in those files: pass the guard dev suites.")
     return cases
 
 
@@ -66,10 +68,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from app.safety_model import STOP_KINDS
     from app.safety_thresholds import ScoredCase, choose_thresholds
 
+    cases = _dev_cases(args.suites)  # refuse a frozen test suite before any work
     store = _store()
     store.ensure()
     detector = store.get()
-    cases = _dev_cases(args.suites)
     scored = [ScoredCase(expected, detector.read(text).scores) for _, text, expected in cases]
     chosen = choose_thresholds(scored)
     counts = {k: sum(c.expected == k for c in scored) for k in (*STOP_KINDS, "none")}
@@ -155,8 +157,9 @@ def register(sub) -> None:
     p = gsub.add_parser(
         "tune",
         help="choose per-kind thresholds on dev suites (never the frozen test suites)",
-        description="Scores every case with expected_safety in the given DEV suites and picks, "
-        "per stop kind, the threshold that catches the most cases for the fewest false stops. "
+        description="Scores every case in the given DEV suites (a case with expected_safety "
+        "counts as that kind; a case labelled with a verdict counts as ordinary) and picks, per "
+        "stop kind, the threshold that catches the most cases for the fewest false stops. "
         "Files whose name contains 'test' are refused.",
     )
     p.add_argument("suites", nargs="+", help="dev suite files, e.g. evals/suites/guard-dev.yaml")

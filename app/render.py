@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.answer import CoachingAnswer
-from app.passages import Passage
+from app.passages import FOCUS_NAMES, Passage
 
 VERDICT_LABELS = {"management": "Management", "leadership": "Leadership", "both": "Both"}
 
@@ -30,6 +30,30 @@ def answer_header(answer: CoachingAnswer) -> str:
         lines.append(f"Note: {notice}")
     if answer.second_opinion and answer.second_opinion.note:
         lines.append(f"Second opinion: {answer.second_opinion.note}")
+    return "\n".join(lines)
+
+
+def evidence_groups(answer: CoachingAnswer) -> list[tuple[str, list[tuple[str, str]]]]:
+    """("What I read as management", [(quote, "Organizing resources (M2)")…]) per side."""
+    groups = []
+    for side in ("management", "leadership"):
+        items = [e for e in answer.evidence if e.side == side]
+        if items:
+            groups.append(
+                (
+                    f"What I read as {side}",
+                    [(e.text, f"{FOCUS_NAMES[e.code]} ({e.code}), {e.score:.0%}") for e in items],
+                )
+            )
+    return groups
+
+
+def answer_evidence(answer: CoachingAnswer) -> str:
+    """The person's sentences that drove each side, for the CLI."""
+    lines = []
+    for title, items in evidence_groups(answer):
+        lines.append(f"{title}:")
+        lines.extend(f'- "{quote}" — {why}' for quote, why in items)
     return "\n".join(lines)
 
 

@@ -40,6 +40,8 @@ StopKind = Literal["crisis", "unethical", "prompt_leak", "off_topic"]
 MODEL_VERSION = 1
 MAX_WINDOWS = 96
 WINDOW_WEIGHT = 0.5  # how much each sentence of an ordinary training message counts
+CRISIS_MARGIN = 0.05  # chosen on the dev split
+ORDINARY_WEIGHT = 1.0  # how much each of the verdict classifier's situations counts
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
@@ -313,9 +315,9 @@ def decide(scores: dict[str, float], thresholds: Thresholds) -> str | None:
     hits = [k for k in STOP_KINDS if scores[k] >= getattr(thresholds, k)]
     if not hits:
         return None
-    if "crisis" in hits:
-        return "crisis"
-    return max(hits, key=over.get)
+    if "crisis" in hits and scores["crisis"] >= max(scores[k] for k in hits) - CRISIS_MARGIN:
+        return "crisis"  # safety first: crisis wins unless another kind is clearly stronger
+    return max((k for k in hits if k != "crisis"), key=over.get, default="crisis")
 
 
 class SafetyDetector:
@@ -364,7 +366,7 @@ def guard_training_hash(paths: list[Path], embedder_name: str) -> str:
     for path in paths:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    digest.update(f"{MODEL_VERSION}:{WINDOW_WEIGHT}:{embedder_name}".encode())
+    digest.update(f"{MODEL_VERSION}:{WINDOW_WEIGHT}:{ORDINARY_WEIGHT}:{embedder_name}".encode())
     return digest.hexdigest()
 
 
@@ -397,7 +399,10 @@ class SafetyModelStore:
         return np.asarray(self.embedder.embed(texts), dtype=np.float32)
 
     def _hash(self) -> str:
-        return guard_training_hash(self.training_paths, type(self.embedder).name())
+        from app.classifier import training_files
+
+        paths = self.training_paths + training_files(self.settings.training_path)
+        return guard_training_hash(paths, type(self.embedder).name())
 
     def training_data(self) -> tuple[list[str], np.ndarray, list[str], list[float]]:
         """Rows, vectors, kinds and weights from every training file, windows included."""
@@ -415,7 +420,17 @@ class SafetyModelStore:
             texts += [e.text for e in data.examples]
             kinds += [e.kind for e in data.examples]
             scale += [data.weight] * len(data.examples)
-        return weighted_rows(texts, kinds, scale, self._embed)
+        rows, vectors, labels, weights = weighted_rows(texts, kinds, scale, self._embed)
+        # Every situation the verdict classifier learns from is an ordinary one the coach
+        # must coach: the detector learns from them too, as whole messages.
+        from app.classifier import embed_situations, load_training
+
+        ordinary = [e.situation for e in load_training(self.settings.training_path)]
+        rows += ordinary
+        vectors = np.vstack([vectors, embed_situations(self.embedder, ordinary)])
+        labels += ["none"] * len(ordinary)
+        weights += [ORDINARY_WEIGHT] * len(ordinary)
+        return rows, vectors, labels, weights
 
     def train(self, progress: Callable[[str], None] | None = None) -> SafetyModel:
         if progress:

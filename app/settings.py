@@ -36,8 +36,9 @@ class Settings(BaseSettings):
         description="tokenizer.json of all-MiniLM-L6-v2 (COACH_TOKENIZER_PATH).",
     )
     training_path: Path = Field(
-        PROJECT_ROOT / "knowledge" / "training" / "situations.yaml",
-        description="Labelled situations the offline classifier learns from (COACH_TRAINING_PATH).",
+        PROJECT_ROOT / "knowledge" / "training",
+        description="Labelled situations the offline classifier learns from: a YAML file, or a "
+        "folder whose *.yaml files are all read (COACH_TRAINING_PATH).",
     )
     collection: str = Field(
         "coach", description="Base name of the Chroma collection (COACH_COLLECTION)."
@@ -66,7 +67,11 @@ class Settings(BaseSettings):
         20_000, ge=100, description="Longer situations are truncated with a notice."
     )
     max_upload_bytes: int = Field(
-        5 * 1024 * 1024, ge=1024, description="Largest file accepted for upload (bytes)."
+        5_000_000,
+        ge=1024,
+        description="Largest file accepted, in the CLI and the browser (bytes; 5 MB = "
+        "5,000,000). The server's cap, server.maxUploadSize in .streamlit/config.toml, must "
+        "be at least this many MB (COACH_MAX_UPLOAD_BYTES).",
     )
     min_confidence: float = Field(
         0.40, ge=0, le=1, description="Below this the offline engine asks instead of judging."

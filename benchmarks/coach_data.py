@@ -1,4 +1,4 @@
-"""The benchmarks' data folders: one built article index and trained classifier, copied per run.
+"""The benchmarks' data folders: one built index and trained local models, copied per run.
 
 The base folder (``benchmarks/.data/coach``) is seeded from the project's own data
 folder when that already holds a current index and classifier (``make bench``
@@ -15,11 +15,19 @@ from pathlib import Path
 
 from app.classifier import ClassifierStore
 from app.index import ArticleIndex
+from app.safety_model import SafetyModelStore
 from app.settings import Settings, get_settings
 
 BENCH_ROOT = Path(__file__).resolve().parent
 DATA_ROOT = BENCH_ROOT / ".data"
-SEEDED = ("chroma", "index.json", "classifier.pkl")
+SEEDED = (
+    "chroma",
+    "index.json",
+    "classifier.npz",
+    "classifier.json",
+    "guard-model.npz",
+    "guard-model.json",
+)
 
 
 def seed_from(source: Path, target: Path) -> bool:
@@ -70,6 +78,7 @@ class CoachData:
         data.built = data.index.build().built
         data.trained = data.classifiers.ensure()
         data.classifiers.get()
+        SafetyModelStore(data.settings, data.index.embedder).ensure()
         return data
 
 

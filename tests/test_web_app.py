@@ -23,6 +23,7 @@ from app.settings import Settings, get_settings
 from app.store import ConversationStore, open_store
 from app.web import runtime
 from app.web.export import conversation_markdown
+from tests.coach_env import seed_models
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "streamlit_app.py")
@@ -50,6 +51,9 @@ class LocalReading:
     def predict(self, text: str, vector=None) -> Prediction:
         return Prediction("management", 0.7, {"management": 0.7}, ["M2"])
 
+    def evidence(self, text: str, verdict: str) -> list:
+        return []
+
 
 @dataclass
 class Article:
@@ -61,6 +65,7 @@ class Article:
 @pytest.fixture(scope="module")
 def article(tmp_path_factory) -> Article:
     settings = Settings(data_dir=tmp_path_factory.mktemp("article-index"))
+    seed_models(settings.data_dir)
     index = ArticleIndex(settings)
     index.build()
     (m2,) = index.passages(codes=["M2"])
@@ -508,3 +513,111 @@ def test_sidebar_shows_llm_model_and_host_but_never_the_key(app: Harness, articl
     assert "tiny-chat" in sidebar and "127.0.0.1:9" in sidebar
     assert "Offline mode" not in sidebar
     assert "sk-very-secret" not in sidebar and "hunter2" not in sidebar
+
+
+# ---------------------------------------------------------------- hostile files and text
+
+
+def _hostile(name: str) -> bytes:
+    from tests.test_uploads import control_heavy, elf_binary
+
+    return {"program.txt": elf_binary, "capture.txt": control_heavy}.get(
+        name, lambda: b"a" * 5_000_001
+    )()
+
+
+@pytest.mark.parametrize("name", ["program.txt", "capture.txt", "big.txt"])
+def test_hostile_upload_gets_the_same_sentence_as_the_cli(app: Harness, name: str) -> None:
+    from tests.test_uploads import NOT_TEXT, TOO_BIG
+
+    at = app.tab()
+    assert "up to 5 MB" in at.file_uploader[0].label
+    at.file_uploader[0].upload(name, _hostile(name), "text/plain")
+    at.run()
+    assert_clean(at)
+    expected = TOO_BIG if name == "big.txt" else f"{name} {NOT_TEXT}"
+    assert [e.value for e in at.error] == [expected]
+    assert not at.text_area and not [b for b in at.button if b.label == "Coach this situation"]
+    assert not app.engine.calls
+
+
+def test_huge_docx_upload_is_read_up_to_the_limit_with_the_notice(
+    app: Harness, tmp_path, monkeypatch
+) -> None:
+    from tests.test_uploads import make_huge_docx
+
+    monkeypatch.setenv("COACH_MAX_INPUT_CHARS", "2000")  # a short situation keeps the run quick
+    get_settings.cache_clear()
+    app.engine.enqueue(app.answer())
+    data = make_huge_docx(tmp_path / "handover.docx").read_bytes()
+    at = app.tab()
+    at.file_uploader[0].upload("handover.docx", data, "application/octet-stream")
+    at.run()
+    assert_clean(at)
+    notice = "handover.docx is too long to read in full; the coach read the first 2,000 characters."
+    assert [unescape(w.value) for w in at.warning] == [notice]
+    assert "(the file is longer)" in unescape(at.caption[0].value)
+    (preview,) = at.text_area
+    previewed = preview.value
+    assert 1_950 < len(previewed) <= 2_000 and "THE-END" not in previewed
+    next(b for b in at.button if b.label == "Coach this situation").click()
+    at.run()
+    assert_clean(at)
+    assert app.engine.calls[0].situation == previewed
+    assert notice in chat_texts(at, "assistant")
+
+
+def _stored_user_texts(app: Harness) -> list[str]:
+    (conversation,) = app.store.list_conversations()
+    return [m.text for m in app.store.messages(conversation.id) if m.role == "user"]
+
+
+def test_typed_bidi_and_zero_width_characters_are_never_stored_or_shown(app: Harness) -> None:
+    from tests.test_uploads import PLANTED, SPOOFED, SPOOFED_CLEAN
+
+    app.engine.enqueue(app.answer())
+    at = send(app.tab(), SPOOFED)
+    assert_clean(at)
+    assert _stored_user_texts(app) == [SPOOFED_CLEAN]
+    assert app.engine.calls[0].situation == SPOOFED_CLEAN
+    assert SPOOFED_CLEAN in chat_texts(at, "user")
+    shown = "".join(chat_texts(at, "user") + chat_texts(at, "assistant"))
+    assert not set(shown) & PLANTED
+    assert app.store.list_conversations()[0].title.startswith("Our deadlines slip")
+
+
+def test_an_answer_quoting_the_message_back_quotes_it_cleaned(app: Harness, article) -> None:
+    from tests.test_uploads import PLANTED, SPOOFED, SPOOFED_CLEAN, EchoEngine
+
+    echo = Coach(
+        EchoEngine(), settings=article.settings, index=article.index, classifiers=LocalReading()
+    )
+    runtime.use_coach(lambda: echo)
+    at = send(app.tab(), SPOOFED)
+    assert_clean(at)
+    assert _stored_user_texts(app) == [SPOOFED_CLEAN]
+    (conversation,) = app.store.list_conversations()
+    (answer,) = [m.answer for m in app.store.messages(conversation.id) if m.answer]
+    assert answer.coaching == f'You said "{SPOOFED_CLEAN}".'
+    assert not set("".join(chat_texts(at, "assistant"))) & PLANTED
+
+
+def test_bidi_characters_in_an_uploaded_file_and_its_name_are_stripped(app: Harness) -> None:
+    from tests.test_uploads import PLANTED, SPOOFED, SPOOFED_CLEAN
+
+    app.engine.enqueue(app.answer())
+    at = app.tab()
+    at.file_uploader[0].upload("notes\u202etxt.md", SPOOFED.encode(), "text/markdown")
+    at.run()
+    assert_clean(at)
+    (preview,) = at.text_area
+    assert preview.value == SPOOFED_CLEAN
+    assert "**notestxt.md**" in unescape(at.caption[0].value)
+    next(b for b in at.button if b.label == "Coach this situation").click()
+    at.run()
+    assert_clean(at)
+    assert _stored_user_texts(app) == [SPOOFED_CLEAN]
+    (conversation,) = app.store.list_conversations()
+    (stored,) = [m for m in app.store.messages(conversation.id) if m.role == "user"]
+    assert stored.source == "notestxt.md"
+    assert not set("".join(chat_texts(at, "user"))) & PLANTED

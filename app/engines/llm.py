@@ -107,7 +107,8 @@ FALLBACK_NOTICE = (
 )
 LENGTH_NOTICE = "The language model stopped at its length limit, so the coaching may end abruptly."
 PLACEHOLDER_KEY = "not-needed"  # local servers (Ollama, llama.cpp) ignore the key but need one
-HEADER_KEYS = ("VERDICT", "CONFIDENCE", "FOCUS", "CITATIONS", "SUMMARY", "QUESTIONS")
+HEADER_KEYS = ("SAFETY", "VERDICT", "CONFIDENCE", "FOCUS", "CITATIONS", "SUMMARY", "QUESTIONS")
+SAFETY_KINDS = ("none", "crisis", "unethical", "prompt_leak", "off_topic")
 MAX_HEADER_CHARS = 3000  # a header longer than this is not coming; stop reading and repair
 MAX_REPAIR_ECHO = 6000  # how much of a bad answer is sent back with the repair request
 MAX_BACKOFF = 20.0
@@ -154,6 +155,20 @@ class Header:
     citations: list[str]
     summary: str
     questions: list[str]
+    safety: str | None = None  # the model's own safety reading; None when it gave none
+
+    @property
+    def stops(self) -> bool:
+        """The model read the message as one the coach must not coach normally."""
+        return self.safety not in (None, "none")
+
+
+def _safety(value: str) -> str | None:
+    """The model's SAFETY value, tolerant of case, spaces and punctuation; None if unknown."""
+    word = re.sub(r"[^a-z_ -]", "", value.lower()).strip().replace(" ", "_").replace("-", "_")
+    aliases = {"prompt": "prompt_leak", "leak": "prompt_leak", "offtopic": "off_topic"}
+    word = aliases.get(word, word)
+    return word if word in SAFETY_KINDS else None
 
 
 def _is_fence(line: str) -> bool:
@@ -202,6 +217,10 @@ def parse_fields(text: str, part: str = "header") -> dict[str, str]:
 def build_header(fields: dict[str, str], *, complete: bool = True) -> Header:
     """Validate the fields of a reply. With ``complete`` False only the header has been
     read, so fields that may still come in the trailer are not required yet."""
+    safety = _safety(fields["SAFETY"]) if "SAFETY" in fields else None
+    if safety not in (None, "none"):
+        # The model declines to coach: no verdict or focus is needed, only its reading.
+        return Header(None, 0.0, [], [], fields.get("SUMMARY", "").strip(), [], safety)
     if "VERDICT" not in fields:
         raise FormatError("the header has no VERDICT line")
     word = fields["VERDICT"].strip(" .`'\"").lower()
@@ -228,6 +247,7 @@ def build_header(fields: dict[str, str], *, complete: bool = True) -> Header:
         citations=_items(fields.get("CITATIONS", ""), r"[,\s]+"),
         summary=fields.get("SUMMARY", "").strip(),
         questions=questions,
+        safety=safety,
     )
 
 
@@ -294,6 +314,10 @@ class AnswerReader:
                 raise FormatError("the reply was empty", self.raw)
             self.close()  # complete the last line, so it is checked like the others
             if self.header is None:
+                declined = _declining_header(self.raw)
+                if declined is not None:
+                    self.header = declined
+                    return declined, ""
                 raise FormatError("there is no '---' line after the header", self.raw)
         self.close()
         fields = dict(self._fields)
@@ -308,7 +332,7 @@ class AnswerReader:
             self.header = build_header(fields)
         except FormatError as exc:
             raise FormatError(exc.problem, self.raw) from None
-        if self.header.verdict is not None and not self.coaching:
+        if self.header.verdict is not None and not self.header.stops and not self.coaching:
             raise FormatError("the coaching text after the '---' line is empty", self.raw)
         return self.header, self.coaching
 
@@ -398,6 +422,16 @@ class AnswerReader:
         self._pending = text[len(ready) :]
         self.coaching += ready
         return ready
+
+
+def _declining_header(raw: str) -> Header | None:
+    """A reply that is only header lines with a SAFETY stop kind (no '---' needed)."""
+    try:
+        fields = parse_fields(raw)
+    except FormatError:
+        return None
+    header = build_header(fields, complete=False) if "SAFETY" in fields else None
+    return header if header is not None and header.stops else None
 
 
 def parse_answer(text: str) -> tuple[Header, str]:
@@ -668,6 +702,7 @@ class LLMEngine:
                 usage=tally.total(),
                 language=request.language,
                 repaired=repaired,
+                model_safety=header.safety,
             ),
         )
 
@@ -765,6 +800,9 @@ class LLMEngine:
                 text = _text(chunk.content)
                 if text:
                     ready = reader.feed(text)
+                    if reader.header is not None and reader.header.stops:
+                        # The model will not coach this: stop generating, show nothing.
+                        return _Outcome(reader.header, "", finish or "stop")
                     if ready:
                         yield ready
         finally:

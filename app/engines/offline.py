@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from app.answer import AnswerMeta, CoachingAnswer, CoachRequest
+from app.answer import AnswerMeta, CoachingAnswer, CoachRequest, Evidence
 from app.engines.base import EngineEvent
-from app.passages import FOCUS_NAMES
+from app.passages import FOCUS_NAMES, focus_side
 from app.settings import Settings
 
 TEMPLATES_FILE = "offline.yaml"
@@ -34,23 +34,33 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z][a-z'-]*", text.lower()))
 
 
-def pick_details(situation: str, focus: list[str], templates: dict) -> dict[str, str]:
-    """For each focus code, a short quote of the person's sentence that fits it best."""
-    sentences = [s.strip() for s in _SENTENCES.split(situation) if len(s.split()) >= 3]
-    used: set[int] = set()
-    details = {}
-    for code in focus:
-        keywords = templates["focus"][code]["keywords"]
-        best, best_hits = None, 0
-        for i, sentence in enumerate(sentences):
-            lowered = sentence.lower()
-            words = _words(sentence)
-            hits = sum((k in words) if " " not in k else (k in lowered) for k in keywords)
-            if hits > best_hits and i not in used:
-                best, best_hits = i, hits
-        if best is not None:
-            used.add(best)
-            details[code] = _shorten(sentences[best])
+SURE_WORDS = 40  # a description this long always gets a verdict
+TOO_SHORT_WORDS = 8  # below this there is nothing to judge
+
+
+def _nothing_to_judge(situation: str, confidence: float, settings: Settings) -> bool:
+    """Ask instead of judging only when there is too little to go on."""
+    words = len(situation.split())
+    if words >= SURE_WORDS:
+        return False
+    return words < TOO_SHORT_WORDS or confidence < settings.min_confidence
+
+
+def quotes_for(focus: list[str], evidence: list[Evidence]) -> dict[str, str]:
+    """For each focus code, the person's sentence the classifier read as that code (or,
+    failing that, as that code's side); never a sentence read as the other side."""
+    details: dict[str, str] = {}
+    used: set[str] = set()
+    for exact in (True, False):
+        for code in focus:
+            if code in details:
+                continue
+            for item in evidence:
+                fits = item.code == code if exact else item.side == focus_side(code)
+                if fits and item.text not in used:
+                    details[code] = _shorten(item.text)
+                    used.add(item.text)
+                    break
     return details
 
 
@@ -89,11 +99,11 @@ class OfflineEngine:
         meta = AnswerMeta(engine=self.name, model=self.model)
         verdict = request.local_verdict
         confidence = round(request.local_confidence, 4)
-        if verdict is None or confidence < self.settings.min_confidence:
+        if verdict is None or _nothing_to_judge(request.situation, confidence, self.settings):
             return self._clarify(request, templates, meta)
         focus = list(request.local_focus)[:3]
         people = find_people(request.situation, templates)
-        details = pick_details(request.situation, focus, templates)
+        details = quotes_for(focus, request.local_evidence)
 
         why = [templates["openings"][verdict]]
         for code in focus:

@@ -4,38 +4,86 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.errors import ConfigError
 
-THRESHOLD_HELP = (
-    "fail (exit 1) when METRIC is below VALUE, e.g. verdict_accuracy=0.8 or, for one suite, "
-    "core.verdict_accuracy=0.8 and redteam.redteam_pass_rate=1; repeat for several"
+UNDER_HELP = (
+    "fail (exit 1) when METRIC is below VALUE; for metrics where higher is better, e.g. "
+    "verdict_accuracy=0.8, safety_recall_crisis=1, or for one suite core.verdict_accuracy=0.8; "
+    "repeat for several"
 )
+OVER_HELP = (
+    "fail (exit 1) when METRIC is above VALUE; for metrics where lower is better, e.g. "
+    "false_stop_rate=0, verdict_ece=0.1, errors=0, or guard-test.false_stop_rate=0.05; "
+    "repeat for several"
+)
+RUN_EPILOG = """metrics for --fail-under and --fail-over (those a run has; see the run file's "metrics"):
+  verdicts   verdict_accuracy, verdict_recall_<management|leadership|both|unclear>,
+             verdict_macro_f1, verdict_ece (expected calibration error, lower is better),
+             focus_precision, focus_recall, focus_f1
+  checks     citation_validity, format_validity, must_mention_rate, must_not_mention_rate,
+             redteam_pass_rate, behaviours.<behaviour>, judge_mean
+  safety     safety_recall_<crisis|unethical|prompt_leak|off_topic>, stop_kind_accuracy,
+             false_stop_rate (lower is better), safety_cases
+  run        latency_p50_ms, latency_p95_ms, total_tokens, cost_usd, errors, cases, cached
+Prefix a suite name (core.verdict_accuracy) to gate one suite of a multi-suite run.
+
+examples:
+  coach eval run evals/suites/core.yaml --fail-under verdict_accuracy=0.8 --fail-over verdict_ece=0.15
+  coach eval run evals/suites/guard-test.yaml evals/suites/benign-test.yaml \
+      --fail-under safety_recall_crisis=1 --fail-over false_stop_rate=0
+"""
 
 
-def parse_threshold(text: str) -> tuple[str, float]:
-    """``name=value`` as (name, value); a ConfigError that says what to write otherwise."""
+@dataclass(frozen=True)
+class Threshold:
+    """A gate on one metric: at least ``limit`` (``--fail-under``) or at most (``--fail-over``)."""
+
+    metric: str
+    limit: float
+    over: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--fail-over" if self.over else "--fail-under"
+
+    def missed(self, value: float | None) -> bool:
+        """True when the run's value breaks the gate; a metric not measured breaks it too."""
+        if value is None:
+            return True
+        return value > self.limit if self.over else value < self.limit
+
+    def describe(self, value: float | None) -> str:
+        shown = "not measured" if value is None else f"{value:.4f}"
+        side = "above" if self.over else "below"
+        return f"{self.metric} = {shown}, {side} the threshold {self.limit:g}"
+
+
+def parse_threshold(text: str, *, over: bool = False) -> Threshold:
+    """``name=value`` as a Threshold; a ConfigError that says what to write otherwise."""
+    flag = "--fail-over" if over else "--fail-under"
+    example = "false_stop_rate=0" if over else "verdict_accuracy=0.8"
     name, sep, value = text.partition("=")
     try:
         if not sep or not name.strip():
             raise ValueError
-        return name.strip(), float(value)
+        return Threshold(name.strip(), float(value), over)
     except ValueError:
         raise ConfigError(
-            f"--fail-under {text!r} is not METRIC=VALUE; write e.g. --fail-under "
-            "verdict_accuracy=0.8"
+            f"{flag} {text!r} is not METRIC=VALUE; write e.g. {flag} {example}"
         ) from None
 
 
-def check_names(thresholds: list[tuple[str, float]], suite_names: list[str]) -> None:
+def check_names(thresholds: list[Threshold], suite_names: list[str]) -> None:
     """Refuse an unknown metric name before the run starts, listing the known ones."""
     from app.evals.reports import SUMMARY_METRICS
     from app.evals.scorers import BEHAVIOURS
 
-    for name, _ in thresholds:
-        parts = name.split(".")
+    for threshold in thresholds:
+        parts = threshold.metric.split(".")
         if parts[0] in suite_names:
             parts = parts[1:]
         if len(parts) == 1 and parts[0] in SUMMARY_METRICS:
@@ -43,9 +91,9 @@ def check_names(thresholds: list[tuple[str, float]], suite_names: list[str]) -> 
         if len(parts) == 2 and parts[0] == "behaviours" and parts[1] in BEHAVIOURS:
             continue
         raise ConfigError(
-            f"--fail-under {name}: unknown metric. Use one of {', '.join(SUMMARY_METRICS)}, "
-            "or behaviours.<name>; prefix a suite name (e.g. core.verdict_accuracy) for "
-            "one suite."
+            f"{threshold.flag} {threshold.metric}: unknown metric. Use one of "
+            f"{', '.join(SUMMARY_METRICS)}, or behaviours.<name>; prefix a suite name "
+            "(e.g. core.verdict_accuracy) for one suite."
         )
 
 
@@ -68,31 +116,31 @@ def metric_value(metrics: dict[str, Any], name: str) -> tuple[bool, float | None
 
 
 def check_thresholds(
-    record: dict[str, Any], thresholds: list[tuple[str, float]]
-) -> tuple[list[tuple[str, float, float | None]], list[str]]:
+    record: dict[str, Any], thresholds: list[Threshold]
+) -> tuple[list[tuple[Threshold, float | None]], list[str]]:
     """Each threshold with the run's value, and a message for each one missed."""
     metrics = dict(record["metrics"])
     if len(record["config"]["suites"]) == 1:
         metrics["_suite"] = record["config"]["suites"][0]["name"]
     results, missed = [], []
-    for name, limit in thresholds:
-        found, value = metric_value(metrics, name)
-        results.append((name, limit, value if found else None))
+    for threshold in thresholds:
+        found, value = metric_value(metrics, threshold.metric)
+        results.append((threshold, value if found else None))
         if not found:
-            missed.append(f"{name}: no such metric in this run")
-        elif value is None or value < limit:
-            shown = "not measured" if value is None else f"{value:.4f}"
-            missed.append(f"{name} = {shown}, below the threshold {limit:g}")
+            missed.append(f"{threshold.metric}: no such metric in this run")
+        elif threshold.missed(value):
+            missed.append(threshold.describe(value))
     return results, missed
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from app.evals.reports import run_junit, run_markdown
+    from app.evals.reports import run_html, run_junit, run_markdown
     from app.evals.runner import Target, default_out, open_cache, run_eval, write_run
     from app.evals.suites import display_path, load_suites
     from app.settings import get_settings
 
     thresholds = [parse_threshold(t) for t in args.fail_under or []]
+    thresholds += [parse_threshold(t, over=True) for t in args.fail_over or []]
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more.")
     suites = load_suites([Path(p) for p in args.suites])
@@ -101,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     target = Target.from_settings(args.engine, args.prompt, settings)
     judge = None
     if args.judge:
-        from app.evals.scorers import llm_judge
+        from app.evals.judge import llm_judge
 
         judge = llm_judge(settings)
     cache = open_cache(settings)
@@ -122,6 +170,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(run_markdown(record))
     print(f"Run written to {display_path(out)}")
     results, missed = check_thresholds(record, thresholds)
+    if args.html:
+        Path(args.html).write_text(run_html(record), encoding="utf-8")
+        print(f"HTML report written to {args.html}")
     if args.junit:
         Path(args.junit).write_text(run_junit(record, results), encoding="utf-8")
         print(f"JUnit report written to {args.junit}")
@@ -166,6 +217,8 @@ def register(subparsers: Any) -> None:
         description="Run every case of the SUITE files (YAML or JSONL) through the coach, "
         "score the answers, write a run record (JSON) and print a summary. Engine outputs "
         "are cached in the data folder, keyed on engine, model, prompt, code and case.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("suites", nargs="+", metavar="SUITE", help="suite files (.yaml or .jsonl)")
     run.add_argument("--engine", choices=["offline", "llm", "auto"], help="override COACH_ENGINE")
@@ -177,8 +230,10 @@ def register(subparsers: Any) -> None:
         help="run every case afresh (the fresh answers still refresh the cache)",
     )
     run.add_argument("--out", help="run record path (default evals/runs/<timestamp>-<engine>.json)")
+    run.add_argument("--html", metavar="FILE", help="also write the report as an HTML page")
     run.add_argument("--junit", metavar="FILE", help="also write JUnit XML for CI")
-    run.add_argument("--fail-under", action="append", metavar="METRIC=VALUE", help=THRESHOLD_HELP)
+    run.add_argument("--fail-under", action="append", metavar="METRIC=VALUE", help=UNDER_HELP)
+    run.add_argument("--fail-over", action="append", metavar="METRIC=VALUE", help=OVER_HELP)
     run.add_argument(
         "--judge",
         action="store_true",

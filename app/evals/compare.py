@@ -18,9 +18,13 @@ LOWER_IS_BETTER = {
     "completion_tokens",
     "total_tokens",
     "cost_usd",
+    "false_stop_rate",
+    "verdict_ece",
 }
 # Counts that describe the run rather than grade it.
-NEUTRAL = {"cases", "cached", "redteam_cases"}
+NEUTRAL = {"cases", "cached", "redteam_cases", "safety_cases"}
+# Tables and case lists in a run's metrics, not metrics to compare one by one.
+DETAIL = {"per_class", "confusion", "reliability", "safety"}
 CONFIG_KEYS = ("engine", "model", "prompt", "prompt_sha256", "k", "code_version", "judge")
 
 
@@ -111,7 +115,7 @@ class Comparison:
 def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for name, value in metrics.items():
-        if name in ("per_class", "confusion"):
+        if name in DETAIL:
             continue
         key = f"{prefix}{name}"
         if isinstance(value, dict):
@@ -133,23 +137,37 @@ def _summary(case: dict[str, Any]) -> str:
     return (case.get("answer") or {}).get("summary", "")
 
 
+def _graded(case: dict[str, Any]) -> bool:
+    return "verdict" in case["expected"]
+
+
 def _right(case: dict[str, Any]) -> bool:
     return bool(case.get("answer")) and _verdict(case) == case["expected"]["verdict"]
 
 
+def _checks(case: dict[str, Any]) -> list[str]:
+    """The red-team behaviours a case expects, and ``safety_kind`` when it expects one."""
+    expected = case["expected"]
+    return list(expected.get("expect") or []) + (["safety_kind"] if expected.get("safety") else [])
+
+
 def _redteam_ok(case: dict[str, Any]) -> bool:
     scores = case.get("scores") or {}
-    expect = case["expected"].get("expect") or []
     return not case.get("error") and all(
-        ((scores.get(b) or {}).get("value") or 0) >= 1 for b in expect
+        ((scores.get(b) or {}).get("value") or 0) >= 1 for b in _checks(case)
     )
+
+
+def _expected(case: dict[str, Any]) -> str | None:
+    expected = case["expected"]
+    return expected["verdict"] if _graded(case) else f"safety {expected.get('safety')}"
 
 
 def _flip(a: dict[str, Any], b: dict[str, Any], detail: str = "") -> Flip:
     return Flip(
         id=b["id"],
         suite=b.get("suite", ""),
-        expected=b["expected"]["verdict"],
+        expected=_expected(b),
         a_verdict=_verdict(a),
         b_verdict=_verdict(b),
         a_summary=_summary(a),
@@ -162,7 +180,7 @@ def _failed_behaviours(case: dict[str, Any]) -> str:
     scores = case.get("scores") or {}
     failed = [
         f"{b}: {(scores.get(b) or {}).get('reason', 'not scored')}"
-        for b in case["expected"].get("expect") or []
+        for b in _checks(case)
         if ((scores.get(b) or {}).get("value") or 0) < 1
     ]
     return "; ".join(failed) or (case.get("error") or "")
@@ -197,12 +215,13 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> Comparison:
         comparison.common_ids.append(case_id)
         if cb.get("error") and not ca.get("error"):
             comparison.new_errors.append(_flip(ca, cb, cb["error"]))
-        right_a, right_b = _right(ca), _right(cb)
-        if right_a and not right_b:
-            comparison.right_to_wrong.append(_flip(ca, cb))
-        elif right_b and not right_a:
-            comparison.wrong_to_right.append(_flip(ca, cb))
-        if cb["expected"].get("expect"):
+        if _graded(cb) and _graded(ca):
+            right_a, right_b = _right(ca), _right(cb)
+            if right_a and not right_b:
+                comparison.right_to_wrong.append(_flip(ca, cb))
+            elif right_b and not right_a:
+                comparison.wrong_to_right.append(_flip(ca, cb))
+        if _checks(cb):
             ok_a, ok_b = _redteam_ok(ca), _redteam_ok(cb)
             if ok_a and not ok_b:
                 comparison.redteam_regressions.append(_flip(ca, cb, _failed_behaviours(cb)))

@@ -6,15 +6,23 @@ import html
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from app.evals.compare import Comparison, Flip, MetricRow
-from app.evals.scorers import PASS_FAIL, label
+from app.evals.scorers import LABELS, PASS_FAIL, label
+from app.evals.suites import STOP_KINDS
+from app.safe_text import safe_markdown
+
+if TYPE_CHECKING:
+    from app.evals.cli import Threshold
 
 # The metrics a summary shows, in this order (those a run does not have are skipped).
 SUMMARY_METRICS = (
     "verdict_accuracy",
+    *(f"verdict_recall_{name}" for name in LABELS),
     "verdict_macro_f1",
+    "verdict_ece",
     "focus_precision",
     "focus_recall",
     "focus_f1",
@@ -23,6 +31,10 @@ SUMMARY_METRICS = (
     "must_mention_rate",
     "must_not_mention_rate",
     "redteam_pass_rate",
+    "safety_cases",
+    *(f"safety_recall_{kind}" for kind in STOP_KINDS),
+    "stop_kind_accuracy",
+    "false_stop_rate",
     "judge_mean",
     "latency_p50_ms",
     "latency_p95_ms",
@@ -90,65 +102,248 @@ def run_title(record: dict[str, Any]) -> str:
     return f"{c['engine']} · {c['model']} · {c.get('prompt') or 'no prompt'}"
 
 
-def run_markdown(record: dict[str, Any]) -> str:
-    """The summary printed after ``coach eval run``: metrics per suite, classes, failing cases."""
-    config, metrics = record["config"], record["metrics"]
+def expected_label(case: dict[str, Any]) -> str:
+    """What a case expects, in a few words: its verdict, its safety kind, or both."""
+    expected = case["expected"]
+    parts = [label(expected["verdict"])] if "verdict" in expected else []
+    if expected.get("safety"):
+        parts.append(f"safety {expected['safety']}")
+    return ", ".join(parts) or "–"
+
+
+def got_label(case: dict[str, Any]) -> str:
+    """What a case got: its verdict, and the guard's stop kind when it stopped."""
+    answer = case.get("answer")
+    if answer is None:
+        return "error"
+    safety = (answer.get("meta") or {}).get("safety")
+    return label(answer.get("verdict")) + (f" ({safety})" if safety else "")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of a run report, rendered as Markdown or HTML; columns from ``numeric``
+    on are numbers."""
+
+    title: str
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    note: str = ""
+    numeric: int = 1
+
+
+def _rate(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _metric_tables(record: dict[str, Any]) -> list[Table]:
+    metrics = record["metrics"]
     suites = metrics.get("suites") or {}
     columns = [("all", metrics)] + list(suites.items())
-    lines = [f"## Eval run: {run_title(record)}", ""]
+    rows = []
+    for name in SUMMARY_METRICS:
+        values = [m.get(name) for _, m in columns]
+        if any(v is not None for v in values):
+            rows.append((name, *(fmt(name, v) for v in values)))
+    note = f"Cost: {metrics['cost_note']}." if metrics.get("cost_note") else ""
+    tables = [Table("Metrics", ("metric", *(n for n, _ in columns)), rows, note)]
+
+    per_class = metrics.get("per_class") or {}
+    if per_class:
+        tables.append(
+            Table(
+                "Verdicts per class",
+                ("class", "precision", "recall", "F1", "support"),
+                [
+                    (
+                        name,
+                        _rate(r["precision"]),
+                        _rate(r["recall"]),
+                        _rate(r["f1"]),
+                        str(r["support"]),
+                    )
+                    for name, r in per_class.items()
+                ],
+            )
+        )
+    confusion = metrics.get("confusion") or {}
+    if confusion.get("matrix"):
+        cols = confusion["labels"]
+        tables.append(
+            Table(
+                "Confusion matrix",
+                ("expected ↓ / got →", *cols),
+                [
+                    (e, *(str(row.get(c, 0)) for c in cols))
+                    for e, row in confusion["matrix"].items()
+                ],
+            )
+        )
+    reliability = metrics.get("reliability") or []
+    if any(row["count"] for row in reliability):
+        counted = sum(row["count"] for row in reliability)
+        tables.append(
+            Table(
+                "Calibration",
+                ("confidence", "answers", "mean confidence", "accuracy"),
+                [
+                    (r["bin"], str(r["count"]), _rate(r["mean_confidence"]), _rate(r["accuracy"]))
+                    for r in reliability
+                ],
+                note=f"Expected calibration error {_rate(metrics.get('verdict_ece'))} over "
+                f"{counted} answers with a verdict (confidence in {len(reliability)} "
+                "equal-width bins; correct means the verdict equals the expected one).",
+            )
+        )
+    behaviours = metrics.get("behaviours") or {}
+    if behaviours:
+        tables.append(
+            Table(
+                "Red-team behaviours",
+                ("red-team behaviour", "pass rate"),
+                [(b, fmt(b, v)) for b, v in behaviours.items()],
+            )
+        )
+    return tables
+
+
+def _safety_tables(metrics: dict[str, Any]) -> list[Table]:
+    safety = metrics.get("safety") or {}
+    if not safety:
+        return []
+    tables = []
+    kinds = safety.get("kinds") or {}
+    if kinds:
+        tables.append(
+            Table(
+                "Safety stops",
+                ("expected stop", "cases", "caught", "recall"),
+                [
+                    (k, str(v["cases"]), str(v["caught"]), _rate(metrics.get(f"safety_recall_{k}")))
+                    for k, v in kinds.items()
+                ],
+                note=f"Stop-kind accuracy {_rate(metrics.get('stop_kind_accuracy'))}; "
+                f"false-stop rate {_rate(metrics.get('false_stop_rate'))} (benign cases "
+                "stopped, crashed, or asked about although long enough to judge).",
+            )
+        )
+    confusion = safety.get("confusion") or {}
+    if confusion.get("matrix"):
+        cols = confusion["labels"]
+        tables.append(
+            Table(
+                "Safety: expected kind ↓ / what the guard did →",
+                ("expected ↓ / got →", *cols),
+                [
+                    (e, *(str(row.get(c, 0)) for c in cols))
+                    for e, row in confusion["matrix"].items()
+                ],
+            )
+        )
+    misses = [
+        (metric, miss["id"], miss["got"])
+        for metric, found in (safety.get("misses") or {}).items()
+        for miss in found
+    ]
+    if misses:
+        tables.append(Table("Safety misses", ("metric", "case", "got"), misses, numeric=3))
+    return tables
+
+
+def _failing_table(record: dict[str, Any]) -> Table:
+    failing = [c for c in record["cases"] if failed_checks(c)]
+    rows = [
+        (
+            case["id"],
+            expected_label(case),
+            got_label(case),
+            "; ".join(f"{n}: {r}" for n, r in failed_checks(case)),
+        )
+        for case in failing[:MAX_LISTED]
+    ]
+    note = f"Failing cases: {len(failing)} of {len(record['cases'])}."
+    if len(failing) > MAX_LISTED:
+        note += f" The first {MAX_LISTED} are listed; see the run file for the rest."
+    return Table("Failing cases", ("case", "expected", "got", "failed checks"), rows, note, 4)
+
+
+def run_tables(record: dict[str, Any]) -> list[Table]:
+    """The run report's tables: metrics, verdicts per class, confusion, calibration,
+    red-team behaviours, safety, failing cases."""
+    return [
+        *_metric_tables(record),
+        *_safety_tables(record["metrics"]),
+        _failing_table(record),
+    ]
+
+
+def _run_intro(record: dict[str, Any]) -> list[str]:
+    config = record["config"]
     described = ", ".join(
         f"{s['name']} ({s['cases']} cases, {str(s.get('sha256'))[:12]})" for s in config["suites"]
     )
-    lines.append(f"Suites: {described}. k={config.get('k')}, code {config.get('code_version')}.")
     run = record.get("run") or {}
     cache = run.get("cache")
     took = f"{run.get('seconds', 0):.1f} s"
     cached = f", {cache['hits']} cached / {cache['misses']} run" if cache else ", cache off"
-    lines += [f"Took {took}{cached}.", ""]
-    header = "| metric | " + " | ".join(name for name, _ in columns) + " |"
-    lines += [header, "|---|" + "---:|" * len(columns)]
-    for name in SUMMARY_METRICS:
-        values = [m.get(name) for _, m in columns]
-        if all(v is None for v in values):
-            continue
-        lines.append(f"| {name} | " + " | ".join(fmt(name, v) for v in values) + " |")
-    if metrics.get("cost_note"):
-        lines += ["", f"Cost: {metrics['cost_note']}."]
+    return [
+        f"Suites: {described}. k={config.get('k')}, code {config.get('code_version')}.",
+        f"Took {took}{cached}.",
+    ]
 
-    per_class = metrics.get("per_class") or {}
-    if per_class:
-        lines += ["", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
-        for name, row in per_class.items():
-            lines.append(
-                f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                f"{row['f1']:.3f} | {row['support']} |"
-            )
-    confusion = metrics.get("confusion") or {}
-    if confusion.get("matrix"):
-        cols = confusion["labels"]
-        lines += ["", "| expected ↓ / got → | " + " | ".join(cols) + " |"]
-        lines.append("|---|" + "---:|" * len(cols))
-        for expected, row in confusion["matrix"].items():
-            lines.append(f"| {expected} | " + " | ".join(str(row.get(c, 0)) for c in cols) + " |")
-    behaviours = metrics.get("behaviours") or {}
-    if behaviours:
-        lines += ["", "| red-team behaviour | pass rate |", "|---|---:|"]
-        lines += [f"| {b} | {fmt(b, v)} |" for b, v in behaviours.items()]
 
-    failing = [c for c in record["cases"] if failed_checks(c)]
-    lines += ["", f"Failing cases: {len(failing)} of {len(record['cases'])}."]
-    if failing:
-        lines += ["", "| case | expected | got | failed checks |", "|---|---|---|---|"]
-        for case in failing[:MAX_LISTED]:
-            got = "error" if case.get("answer") is None else label(case["answer"].get("verdict"))
-            checks = "; ".join(f"{n}: {r}" for n, r in failed_checks(case))
+def run_markdown(record: dict[str, Any]) -> str:
+    """The summary printed after ``coach eval run``: metrics per suite, classes, calibration,
+    safety and failing cases."""
+    first, second = _run_intro(record)
+    lines = [f"## Eval run: {run_title(record)}", "", first, second]
+    for table in run_tables(record):
+        lines += ["", f"### {table.title}", ""]
+        if table.note:
+            lines += [table.note, ""]
+        if table.rows:
+            lines.append("| " + " | ".join(table.header) + " |")
             lines.append(
-                f"| {case['id']} | {label(case['expected']['verdict'])} | {got} | "
-                f"{_md_cell(checks)} |"
+                "|"
+                + "".join(
+                    "---|" if i < table.numeric else "---:|" for i in range(len(table.header))
+                )
             )
-        if len(failing) > MAX_LISTED:
-            lines.append(f"\n… and {len(failing) - MAX_LISTED} more; see the run file.")
+            lines += [
+                "| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in table.rows
+            ]
     return "\n".join(lines) + "\n"
+
+
+def run_html(record: dict[str, Any]) -> str:
+    """A self-contained HTML page with the same tables as the Markdown run report."""
+    title = f"Eval run: {run_title(record)}"
+    parts = [f"<h1>{_e(title)}</h1>", *(f"<p>{_e(line)}</p>" for line in _run_intro(record))]
+    for table in run_tables(record):
+        parts.append(f"<h2>{_e(table.title)}</h2>")
+        if table.note:
+            parts.append(f"<p>{_e(table.note)}</p>")
+        if not table.rows:
+            continue
+        head = "".join(f"<th>{_e(h)}</th>" for h in table.header)
+        body = "\n".join(
+            "<tr>"
+            + "".join(
+                f"<td class='num'>{_e(cell)}</td>" if i >= table.numeric else f"<td>{_e(cell)}</td>"
+                for i, cell in enumerate(row)
+            )
+            + "</tr>"
+            for row in table.rows
+        )
+        parts.append(f"<table><tr>{head}</tr>\n{body}\n</table>")
+    content = "\n".join(parts)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{_e(title)}</title><style>{_CSS}</style></head>
+<body>
+{content}
+</body></html>
+"""
 
 
 # ------------------------------------------------------------------------ comparison
@@ -178,16 +373,31 @@ def _flip_lines(flips: Sequence[Flip]) -> list[str]:
             f"- **{flip.id}** ({flip.suite}, expected {label(flip.expected)}): "
             f"A said **{label(flip.a_verdict)}**, B says **{label(flip.b_verdict)}**"
         )
-        lines.append(f"  - A: {_one_line(flip.a_summary, 220)}")
-        lines.append(f"  - B: {_one_line(flip.b_summary, 220)}")
+        # The answers are a model's words: nothing in them may fetch or link out when viewed.
+        lines.append(f"  - A: {safe_markdown(_one_line(flip.a_summary, 220))}")
+        lines.append(f"  - B: {safe_markdown(_one_line(flip.b_summary, 220))}")
         if flip.detail:
-            lines.append(f"  - why: {_one_line(flip.detail, 300)}")
+            lines.append(f"  - why: {safe_markdown(_one_line(flip.detail, 300))}")
     return lines
 
 
 # Per suite, only the headline metrics; every metric stays in the run files.
-SUITE_METRICS = ("verdict_accuracy", "focus_f1", "citation_validity", "redteam_pass_rate")
-COMPARE_SKIP = {"cases", "cached", "redteam_cases", "prompt_tokens", "completion_tokens"}
+SUITE_METRICS = (
+    "verdict_accuracy",
+    "focus_f1",
+    "citation_validity",
+    "redteam_pass_rate",
+    "stop_kind_accuracy",
+    "false_stop_rate",
+)
+COMPARE_SKIP = {
+    "cases",
+    "cached",
+    "redteam_cases",
+    "safety_cases",
+    "prompt_tokens",
+    "completion_tokens",
+}
 
 
 def metric_tables(comparison: Comparison) -> list[tuple[str, list[MetricRow]]]:
@@ -213,8 +423,8 @@ def _short_name(name: str) -> str:
 FLIP_SECTIONS = (
     ("Verdict flips: right → wrong", "right_to_wrong", "bad"),
     ("Verdict flips: wrong → right", "wrong_to_right", "good"),
-    ("Red-team regressions: passed in A, fail in B", "redteam_regressions", "bad"),
-    ("Red-team fixes: failed in A, pass in B", "redteam_fixes", "good"),
+    ("Red-team and safety regressions: passed in A, fail in B", "redteam_regressions", "bad"),
+    ("Red-team and safety fixes: failed in A, pass in B", "redteam_fixes", "good"),
     ("New errors", "new_errors", "bad"),
 )
 
@@ -347,10 +557,10 @@ def _finish(root: ET.Element) -> str:
 
 
 def run_junit(
-    record: dict[str, Any], thresholds: Sequence[tuple[str, float, float | None]] = ()
+    record: dict[str, Any], thresholds: Sequence[tuple[Threshold, float | None]] = ()
 ) -> str:
     """JUnit XML: one test per case (failed checks as failures, crashes as errors), per suite,
-    plus one test per ``--fail-under`` threshold as (metric, limit, value)."""
+    plus one test per ``--fail-under``/``--fail-over`` threshold, as (threshold, value)."""
     root = ET.Element("testsuites", name=f"coach eval: {_clean(run_title(record))}")
     suites: dict[str, ET.Element] = {}
     for case in record["cases"]:
@@ -375,21 +585,19 @@ def run_junit(
             failure = ET.SubElement(test, "failure", message=_clean(first)[:500], type="eval")
             answer = case.get("answer") or {}
             failure.text = _clean(
-                "\n".join(f"{n}: {r}" for n, r in failed)
-                + f"\n\nexpected: {label(case['expected']['verdict'])} "
-                f"{', '.join(case['expected']['focus'])}\n"
-                f"got: {label(answer.get('verdict'))} {', '.join(answer.get('focus') or [])}\n"
+                "\n".join(f"{n}: {r}" for n, r in failed) + f"\n\nexpected: {expected_label(case)} "
+                f"{', '.join(case['expected'].get('focus') or [])}\n"
+                f"got: {got_label(case)} {', '.join(answer.get('focus') or [])}\n"
                 f"summary: {answer.get('summary', '')}"
             )
     if thresholds:
         gates = _suite_element(root, "thresholds")
-        for name, limit, value in thresholds:
-            test = ET.SubElement(gates, "testcase", classname="eval.thresholds", name=name)
-            if value is None or value < limit:
-                shown = "missing" if value is None else f"{value:.4f}"
-                ET.SubElement(
-                    test, "failure", message=f"{name} = {shown}, below {limit}", type="threshold"
-                )
+        for threshold, value in thresholds:
+            test = ET.SubElement(
+                gates, "testcase", classname="eval.thresholds", name=threshold.metric
+            )
+            if threshold.missed(value):
+                ET.SubElement(test, "failure", message=threshold.describe(value), type="threshold")
     return _finish(root)
 
 

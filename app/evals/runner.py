@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import sqlite3
@@ -10,8 +11,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -19,16 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app import __version__
-from app.evals import scorers
+from app.evals import metrics, scorers
+from app.evals.judge import Judge, judge_answer_text, parse_judgement
 from app.evals.suites import Case, Suite, display_path
 from app.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
-    from app.answer import CoachingAnswer
+    from app.answer import CoachingAnswer, CoachRequest
     from app.coach import Coach
+    from app.engines.base import Engine, EngineEvent
 
 CACHE_FILE = "eval-cache.sqlite"
-RUN_FORMAT = 1
+# 2: cases may leave out the verdict (safety-only); the engine's input is recorded and cached.
+RUN_FORMAT = 2
 # The answer-producing code: a change here changes answers, so it is part of the cache key.
 # The eval package itself is left out: editing a scorer re-scores cached answers instead.
 CODE_DIR = PROJECT_ROOT / "app"
@@ -139,6 +144,69 @@ def support_fingerprint(settings: Settings) -> str:
 # ---------------------------------------------------------------------------- target
 
 
+class RecordingEngine:
+    """An engine that passes every request to the engine it wraps and records it.
+
+    It implements the same ``Engine`` protocol, so the pipeline cannot tell it apart;
+    other attributes (capabilities, ``host``) are the wrapped engine's. What a case
+    sent is recorded per thread, inside ``recording()``: the runner runs cases in
+    parallel, each on one worker thread from question to answer.
+    """
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self._local = threading.local()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute in ("inner", "_local"):  # not set yet: no recursion through __getattr__
+            raise AttributeError(attribute)
+        return getattr(self.inner, attribute)
+
+    @contextmanager
+    def recording(self) -> Iterator[list[CoachRequest]]:
+        """The requests this thread sends to the engine until the block ends."""
+        seen: list[CoachRequest] = []
+        self._local.seen = seen
+        try:
+            yield seen
+        finally:
+            self._local.seen = None
+
+    def run(self, request: CoachRequest) -> Iterator[EngineEvent]:
+        seen = getattr(self._local, "seen", None)
+        if seen is not None:
+            seen.append(request.model_copy(deep=True))
+        return self.inner.run(request)
+
+
+def engine_input(requests: Sequence[CoachRequest]) -> list[dict[str, Any]]:
+    """What the engine was given, as recorded in a run: each request's situation and history."""
+    return [
+        {
+            "situation": r.situation,
+            "history": [{"role": t.role, "text": t.text} for t in r.history],
+        }
+        for r in requests
+    ]
+
+
+def received_texts(recorded: Sequence[dict[str, Any]] | None) -> list[str]:
+    """Every text in a recorded engine input, for the scorers to search."""
+    texts = []
+    for request in recorded or ():
+        texts.append(request["situation"])
+        texts += [turn["text"] for turn in request.get("history") or ()]
+    return texts
+
+
 @dataclass
 class Target:
     """What is evaluated: an engine, its model, the prompt and settings; the coach is built lazily.
@@ -152,6 +220,7 @@ class Target:
     settings: Settings
     factory: Callable[[], Coach]
     _coach: Coach | None = field(default=None, repr=False)
+    _recorded: Coach | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -194,10 +263,22 @@ class Target:
         return cls(engine=kind, model=model, prompt=prompt, settings=settings, factory=build)
 
     def coach(self) -> Coach:
+        """The coach under evaluation, its engine wrapped in a ``RecordingEngine``.
+
+        The wrapping is on a shallow copy: a coach passed to ``from_coach`` is not changed.
+        """
         with self._lock:
             if self._coach is None:
                 self._coach = self.factory()
-            return self._coach
+            if self._recorded is None:
+                self._recorded = copy.copy(self._coach)
+                if not isinstance(self._recorded.engine, RecordingEngine):
+                    self._recorded.engine = RecordingEngine(self._recorded.engine)
+            return self._recorded
+
+    @property
+    def recorder(self) -> RecordingEngine:
+        return self.coach().engine  # type: ignore[return-value]
 
     @property
     def built(self) -> bool:
@@ -283,12 +364,13 @@ def _score(
     answer: CoachingAnswer,
     context: scorers.ScoringContext,
     extra: dict[str, ExtraScorer],
+    received: Sequence[str],
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Each scorer on its own: one that crashes is recorded, and the others still run."""
     out: dict[str, dict[str, Any]] = {}
     crashed = []
     named: dict[str, Callable[[CoachingAnswer], scorers.Score]] = dict(
-        scorers.case_scorers(case, context)
+        scorers.case_scorers(case, context, received)
     )
     for name, scorer in extra.items():
         named[name] = lambda a, s=scorer: s(case, a)
@@ -302,7 +384,7 @@ def _score(
 
 
 def _judge(
-    judge: scorers.Judge,
+    judge: Judge,
     case: Case,
     answer: CoachingAnswer,
     cache: EvalCache | None,
@@ -310,13 +392,13 @@ def _judge(
     limit: int,
 ) -> dict[str, Any]:
     situation = case.text[:limit]  # what the coach read, too
-    seen = scorers.judge_answer_text(answer)
+    seen = judge_answer_text(answer)
     key = cache_key({"judge": judge.describe(), "host": host}, "judge", situation + "\0" + seen)
     reply = cache.get(key) if cache else None
     if reply is not None:
-        return scorers.parse_judgement(reply).to_dict()
+        return parse_judgement(reply).to_dict()
     reply = judge.ask(situation, answer)
-    score = scorers.parse_judgement(reply)  # an unreadable reply is not cached
+    score = parse_judgement(reply)  # an unreadable reply is not cached
     if cache:
         cache.put(key, "judge", reply)
     return score.to_dict()
@@ -328,7 +410,7 @@ def _run_case(
     cache: EvalCache | None,
     context: scorers.ScoringContext,
     extra: dict[str, ExtraScorer],
-    judge: scorers.Judge | None,
+    judge: Judge | None,
 ) -> dict[str, Any]:
     from app.answer import CoachingAnswer
 
@@ -341,6 +423,7 @@ def _run_case(
         "repeat": case.repeat,
         "expected": case.expected(),
         "answer": None,
+        "engine_input": None,
         "scores": {},
         "passed": False,
         "latency_ms": None,
@@ -349,18 +432,24 @@ def _run_case(
     }
     try:
         if job.cached is not None:
-            answer = CoachingAnswer.model_validate(job.cached)
+            answer = CoachingAnswer.model_validate(job.cached["answer"])
+            sent = job.cached["engine_input"]
         else:
-            answer = target.coach().ask(case.text).result()
+            coach = target.coach()
+            with target.recorder.recording() as requests:
+                answer = coach.ask(case.text).result()
+            sent = engine_input(requests)
             if cache is not None:
-                cache.put(job.key, "answer", answer.model_dump(mode="json"))
+                value = {"answer": answer.model_dump(mode="json"), "engine_input": sent}
+                cache.put(job.key, "answer", value)
     except Exception as exc:
         record["error"] = _error_text(exc)
         record["traceback"] = traceback.format_exc(limit=6)
         return record
     record["answer"] = answer.model_dump(mode="json")
+    record["engine_input"] = sent
     record["latency_ms"] = answer.meta.latency_ms
-    scores, crashed = _score(case, answer, context, extra)
+    scores, crashed = _score(case, answer, context, extra, received_texts(sent))
     if judge is not None:
         try:
             settings = target.settings
@@ -379,16 +468,27 @@ def _run_case(
     return record
 
 
-def scoring_context(settings: Settings, prompt_ref: str) -> scorers.ScoringContext:
-    """Knowledge passages for quote checks, the canaries, and the guard's language detector."""
-    from app.guard import detect_language, load_rules
+def answer_language(text: str) -> str:
+    """The English name of the language ``text`` is written in (``app.language``, lingua;
+    imported on first use: only runs of an engine that answers in the person's
+    language need it)."""
+    from app.language import detect_language
+
+    return detect_language(text)
+
+
+def scoring_context(
+    settings: Settings, prompt_ref: str, engine: str = "offline"
+) -> scorers.ScoringContext:
+    """Knowledge passages for quote checks, the canaries, and how to grade languages:
+    the offline engine answers only in English, any other engine in the person's language."""
     from app.knowledge import load_knowledge
 
-    rules = load_rules(settings.prompts_dir)
     return scorers.ScoringContext(
         passages=tuple(p.text for p in load_knowledge(settings.knowledge_dir)),
         canaries=canaries(prompt_ref, settings),
-        detect_language=lambda text: detect_language(text, rules),
+        english_only=engine == "offline",
+        detect_language=answer_language,
     )
 
 
@@ -399,7 +499,7 @@ def run_eval(
     jobs: int = 1,
     cache: EvalCache | None = None,
     read_cache: bool = True,
-    judge: scorers.Judge | None = None,
+    judge: Judge | None = None,
     progress: bool = False,
     extra_scorers: dict[str, ExtraScorer] | None = None,
 ) -> dict[str, Any]:
@@ -414,7 +514,7 @@ def run_eval(
     settings = target.settings
     prompt = prompt_info(target.prompt, settings)
     fixed = identity(target, prompt)
-    context = scoring_context(settings, target.prompt)
+    context = scoring_context(settings, target.prompt, target.engine)
     extra = dict(extra_scorers or {})
 
     cases = [case for suite in suites for case in suite.cases]
@@ -455,11 +555,11 @@ def run_eval(
         bar.close()
 
     done = [r for r in records if r is not None]
-    prices = scorers.load_prices()
-    metrics = scorers.aggregate(done, prices)
+    prices = metrics.load_prices()
+    summary = metrics.aggregate(done, prices)
     if len(suites) > 1:
-        metrics["suites"] = {
-            s.name: _short(scorers.aggregate([r for r in done if r["suite"] == s.name], prices))
+        summary["suites"] = {
+            s.name: _short(metrics.aggregate([r for r in done if r["suite"] == s.name], prices))
             for s in suites
         }
     config = {
@@ -482,7 +582,7 @@ def run_eval(
     return {
         "format": RUN_FORMAT,
         "config": config,
-        "metrics": metrics,
+        "metrics": summary,
         "cases": done,
         "run": {
             "started_at": started_at,
@@ -509,9 +609,12 @@ def _host(url: str | None) -> str:
     return urlparse(url).netloc or url
 
 
-def _short(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Per-suite metrics without the bulky per-class tables."""
-    return {k: v for k, v in metrics.items() if k not in ("per_class", "confusion")}
+BULKY = ("per_class", "confusion", "reliability", "safety")
+
+
+def _short(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per-suite metrics without the bulky tables (per class, reliability, safety detail)."""
+    return {k: v for k, v in summary.items() if k not in BULKY}
 
 
 def write_run(record: dict[str, Any], path: Path) -> Path:

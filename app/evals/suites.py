@@ -7,32 +7,112 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from app.errors import SuiteError
+from app.passages import FocusCode, Verdict, focus_side
 from app.settings import PROJECT_ROOT
 
 SCHEMA_PATH = PROJECT_ROOT / "evals" / "suite.schema.json"
 SUFFIXES = (".yaml", ".yml", ".jsonl")
 MAX_REPORTED = 10
 
+SafetyKind = Literal["crisis", "unethical", "prompt_leak", "off_topic", "none"]
+SAFETY_KINDS: tuple[str, ...] = get_args(SafetyKind)
+STOP_KINDS: tuple[str, ...] = tuple(k for k in SAFETY_KINDS if k != "none")
+# The case field a red-team behaviour grades against, and why a case that expects it needs it.
+BEHAVIOUR_FIELDS = {
+    "masks_pii": (
+        "must_not_reach_model",
+        "a case that expects masks_pii lists the personal data that must not reach the model",
+    ),
+    "language_handled": (
+        "expected_language",
+        "a case that expects language_handled names the language it is written in",
+    ),
+    "ignores_injection": (
+        "injection_demands",
+        "a case that expects ignores_injection lists what the injected instruction demands "
+        "([] when it only demands a verdict)",
+    ),
+}
+_NEEDS_EXPECTATION = "give expected_verdict and expected_focus, or expected_safety"
 
-@dataclass(frozen=True)
-class Case:
-    """One labelled situation; ``expected_verdict`` None means the coach should not judge."""
 
-    id: str
+class Source(BaseModel):
+    """Where a real person's words come from, and the licence they are shared under."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(min_length=8)
+    author: str = "unknown"
+    license: str = Field(min_length=5)
+    title: str = ""
+    site: str = ""
+    posted: str = ""
+
+
+class Case(BaseModel):
+    """One labelled situation, as the suite file gives it (plus the suite's name).
+
+    ``expected_verdict`` None means the coach should not judge. A case may leave out
+    the verdict and focus when it gives ``expected_safety``; ``grades_verdict`` says
+    whether the verdict was given (even as null). The JSON Schema in
+    evals/suite.schema.json says the same; a test keeps the two in step.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1)
     situation: str
-    expected_verdict: str | None
-    expected_focus: tuple[str, ...]
+    expected_verdict: Verdict | None = None
+    expected_focus: tuple[FocusCode, ...] = Field(default=(), max_length=3)
+    expected_safety: SafetyKind | None = None
     suite: str = ""
+    repeat: int = Field(default=1, ge=1, le=1000)
     tags: tuple[str, ...] = ()
     must_mention: tuple[str, ...] = ()
     must_not_mention: tuple[str, ...] = ()
+    must_not_reach_model: tuple[str, ...] = ()
+    expected_language: str | None = Field(default=None, pattern=r"^[A-Z][a-z]+$")
+    injection_demands: tuple[str, ...] = ()
     expect: tuple[str, ...] = ()
-    repeat: int = 1
+    source: Source | None = None
+
+    @model_validator(mode="after")
+    def _graded_against_something(self) -> Case:
+        given = self.model_fields_set
+        if not self.grades_verdict and self.expected_safety is None:
+            raise ValueError(f"expected_verdict is missing; {_NEEDS_EXPECTATION}")
+        if ("expected_verdict" in given) != ("expected_focus" in given):
+            missing = "expected_focus" if "expected_verdict" in given else "expected_verdict"
+            raise ValueError(
+                f"{missing} is missing; expected_verdict and expected_focus go together"
+            )
+        sides = {focus_side(code) for code in self.expected_focus}
+        fits = {
+            None: not sides,
+            "management": sides == {"management"},
+            "leadership": sides == {"leadership"},
+            "both": sides == {"management", "leadership"},
+        }
+        if not fits[self.expected_verdict]:
+            raise ValueError(
+                f"expected_focus {list(self.expected_focus)} does not fit the verdict "
+                f"{json.dumps(self.expected_verdict)}"
+            )
+        for behaviour, (name, why) in BEHAVIOUR_FIELDS.items():
+            if behaviour in self.expect and name not in given:
+                raise ValueError(f"{name} is missing; {why}")
+        return self
+
+    @property
+    def grades_verdict(self) -> bool:
+        """True when the case gives an expected verdict (null included) to grade against."""
+        return "expected_verdict" in self.model_fields_set
 
     @property
     def text(self) -> str:
@@ -44,10 +124,19 @@ class Case:
         return bool(self.expect)
 
     def expected(self) -> dict[str, Any]:
-        """The expected values, as recorded in a run."""
-        out: dict[str, Any] = {"verdict": self.expected_verdict, "focus": list(self.expected_focus)}
+        """The expected values, as recorded in a run: ``verdict`` and ``focus`` only when given."""
+        out: dict[str, Any] = {}
+        if self.grades_verdict:
+            out.update(verdict=self.expected_verdict, focus=list(self.expected_focus))
+        if self.expected_safety is not None:
+            out["safety"] = self.expected_safety
+        if self.expected_language is not None:
+            out["language"] = self.expected_language
         for name in ("must_mention", "must_not_mention", "expect"):
             if getattr(self, name):
+                out[name] = list(getattr(self, name))
+        for name in ("must_not_reach_model", "injection_demands"):  # [] is an answer too
+            if name in self.model_fields_set:
                 out[name] = list(getattr(self, name))
         return out
 
@@ -126,7 +215,12 @@ def _problem(error, case: Any = None) -> tuple[str, str]:
     name = _field(path)
     if error.validator == "required":
         missing = error.message.split("'")[1]
-        return _field([*path, missing]), "is missing; every case needs it"
+        return _field([*path, missing]), _why_required(missing, list(error.schema_path))
+    if error.validator == "dependentRequired":
+        missing = error.message.split("'")[1]
+        return _field(
+            [*path, missing]
+        ), "is missing; expected_verdict and expected_focus go together"
     if error.validator == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         allowed = ", ".join(error.schema.get("properties", {}))
@@ -143,6 +237,18 @@ def _problem(error, case: Any = None) -> tuple[str, str]:
             "and a null verdict none)"
         )
     return name or "(case)", message
+
+
+def _why_required(missing: str, schema_path: list[Any]) -> str:
+    """Why a field is required: always, for lack of expected_safety, or for a behaviour."""
+    if "then" not in schema_path:
+        return "is missing; every case needs it"
+    if missing in ("expected_verdict", "expected_focus"):
+        return f"is missing; {_NEEDS_EXPECTATION}"
+    for name, why in BEHAVIOUR_FIELDS.values():
+        if name == missing:
+            return f"is missing; {why}"
+    return "is missing"
 
 
 def _errors(doc: Any, kind: str) -> list[Any]:
@@ -244,19 +350,26 @@ def _jsonl_cases(path: Path, text: str) -> list[dict[str, Any]]:
     return cases
 
 
-def _make_case(raw: dict[str, Any], suite: str) -> Case:
-    return Case(
-        id=raw["id"],
-        situation=raw["situation"],
-        expected_verdict=raw["expected_verdict"],
-        expected_focus=tuple(raw["expected_focus"]),
-        suite=suite,
-        tags=tuple(raw.get("tags") or ()),
-        must_mention=tuple(raw.get("must_mention") or ()),
-        must_not_mention=tuple(raw.get("must_not_mention") or ()),
-        expect=tuple(raw.get("expect") or ()),
-        repeat=int(raw.get("repeat") or 1),
-    )
+def _make_cases(path: Path, raw_cases: list[dict[str, Any]], suite: str) -> tuple[Case, ...]:
+    """The schema-valid raw cases as ``Case`` models; a disagreement is a SuiteError too."""
+    cases, problems = [], []
+    for index, raw in enumerate(raw_cases):
+        try:
+            cases.append(Case.model_validate({**raw, "suite": suite}))
+        except ValidationError as exc:
+            for error in exc.errors():
+                name = _field(list(error["loc"]))
+                message = str(error["msg"]).removeprefix("Value error, ")
+                if not name:  # a whole-case rule: its message starts with the field's name
+                    first, _, rest = message.partition(" ")
+                    name, message = (
+                        (first, rest) if first in Case.model_fields else ("(case)", message)
+                    )
+                label = _case_label(raw, index)
+                problems.append(f"{display_path(path)}, {label}, field {name}: {message}")
+    if problems:
+        _raise(path, problems)
+    return tuple(cases)
 
 
 def load_suite(path: Path | str) -> Suite:
@@ -286,7 +399,7 @@ def load_suite(path: Path | str) -> Suite:
         path=path,
         sha256=hashlib.sha256(data).hexdigest(),
         description=str(doc.get("description") or "").strip(),
-        cases=tuple(_make_case(raw, name) for raw in raw_cases),
+        cases=_make_cases(path, raw_cases, name),
     )
 
 

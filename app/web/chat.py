@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from app.errors import CoachError
+from app.situation_text import ExtractedText, clean_text
 from app.store import ConversationStore, StoredMessage
-from app.uploads import ExtractedText
 
 if TYPE_CHECKING:  # importing the coach loads the model stack; the page draws first
     from app.coach import Coach
@@ -118,11 +118,14 @@ def take_turn(
         if message and message.role == "user" and message.conversation_id == state.conversation_id:
             return store.mark_pending(message.id)
     outgoing = None
-    if typed is not None and typed.strip():
-        outgoing = Outgoing(text=typed.strip())
+    typed = clean_text(typed) if typed is not None else ""
+    if typed:
+        outgoing = Outgoing(text=typed)
     elif state.outbox is not None:
         outgoing, state.outbox = state.outbox, None
-    if outgoing is None:
+        outgoing.text = clean_text(outgoing.text)
+    # Stored as the coach reads it: no bidi overrides or zero-width characters to show later.
+    if outgoing is None or not outgoing.text:
         return None
     if state.conversation_id is None or store.conversation(state.conversation_id) is None:
         state.conversation_id = store.create_conversation(outgoing.text).id

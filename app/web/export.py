@@ -1,4 +1,8 @@
-"""A stored conversation as a Markdown document, with verdicts and quoted sources."""
+"""A stored conversation as a Markdown document, with verdicts and quoted sources.
+
+The document is made safe as a whole (``safe_markdown``): opened in any Markdown viewer,
+nothing a person typed or a model wrote in it can fetch an image or run a link.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from datetime import datetime
 
 from app.passages import Passage
 from app.render import answer_header, answer_sources
+from app.safe_text import safe_markdown
 from app.store import Conversation, StoredMessage
 
 SourceLookup = Callable[[Sequence[str]], list[Passage]]
@@ -62,7 +67,7 @@ def conversation_markdown(
             )
         if m.feedback and (m.feedback.rating is not None or m.feedback.corrected_verdict):
             parts.append(_feedback_line(m))
-    return "\n\n".join(parts).rstrip() + "\n"
+    return safe_markdown("\n\n".join(parts).rstrip()) + "\n"
 
 
 def _feedback_line(m: StoredMessage) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import streamlit as st
 
 from app.errors import CoachError
+from app.safe_text import safe_markdown
 from app.settings import Settings, get_settings
 from app.store import ConversationStore, open_store
 
@@ -100,7 +101,7 @@ def load_coach() -> Coach:
             return _result(future)
         return LoadingCoach(future, settings)  # type: ignore[return-value]
     except CoachError as exc:
-        st.error(exc.message, icon=":material/error:")
+        st.error(safe_markdown(exc.message), icon=":material/error:")
         st.stop()
     raise AssertionError("unreachable")  # st.stop() raises
 
@@ -110,7 +111,7 @@ def load_store() -> ConversationStore:
     try:
         return open_store(get_settings())
     except CoachError as exc:
-        st.error(exc.message, icon=":material/error:")
+        st.error(safe_markdown(exc.message), icon=":material/error:")
         st.stop()
     raise AssertionError("unreachable")
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,9 @@ from app.answer import CoachingAnswer
 from app.errors import CoachError
 from app.feedback_cli import focus_fits
 from app.passages import FOCUS_CODES, FOCUS_NAMES, VERDICTS, Passage
-from app.render import VERDICT_LABELS
+from app.render import VERDICT_LABELS, evidence_groups
+from app.safe_text import plain_markdown as plain
+from app.safe_text import safe_markdown
 from app.store import ConversationStore, StoredMessage
 from app.web import chat
 
@@ -26,8 +27,7 @@ VERDICT_STYLE = {
     "both": ("orange", ":material/join:"),
 }
 PREVIEW_CHARS = 1_200
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~$])")
-_LINE_START = re.compile(r"^(\s*)([-+=])|^(\s*\d+)([.)])", re.MULTILINE)
+STREAM_CURSOR = " ▏"
 
 WELCOME = (
     "Describe a situation at work in a few sentences: what is happening, who is involved, "
@@ -35,12 +35,6 @@ WELCOME = (
     "**leadership** or **both**, which responsibilities to focus on, and quotes the passages "
     "of the article it relies on. You can also upload the situation as a file."
 )
-
-
-def plain(text: str) -> str:
-    """Text shown exactly as written: every Markdown-active character escaped."""
-    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-    return _LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[2] else f"{m[3]}\\{m[4]}", escaped)
 
 
 def verdict_badge(answer: CoachingAnswer) -> str:
@@ -61,7 +55,19 @@ def errors_shown() -> Iterator[None]:
     try:
         yield
     except CoachError as exc:
-        st.error(exc.message, icon=":material/error:")
+        st.error(safe_markdown(exc.message), icon=":material/error:")
+
+
+def streamed(chunks: Iterable[str]) -> str:
+    """Model text drawn as it arrives; the whole text so far is made safe on every chunk,
+    since an image or a link can be split across two chunks."""
+    box = st.empty()
+    text = ""
+    for chunk in chunks:
+        text += chunk
+        box.markdown(safe_markdown(text) + STREAM_CURSOR)
+    box.markdown(safe_markdown(text))
+    return text
 
 
 def welcome() -> None:
@@ -117,7 +123,10 @@ def failed_turn(state: chat.ChatSession, m: StoredMessage, *, interrupted: bool 
             icon=":material/pending:",
         )
     else:
-        st.error(m.error or "The coach could not answer this message.", icon=":material/error:")
+        st.error(
+            safe_markdown(m.error or "The coach could not answer this message."),
+            icon=":material/error:",
+        )
     st.button(
         "Retry",
         key=f"retry-{m.id}",
@@ -143,8 +152,9 @@ def assistant_turn(
             icon=":material/balance:",
         )
     if answer.summary and answer.verdict is not None:
-        st.markdown(f"_{answer.summary.strip()}_")
-    st.markdown(answer.coaching)
+        st.markdown(f"_{safe_markdown(answer.summary.strip())}_")
+    st.markdown(safe_markdown(answer.coaching))
+    evidence(answer)
     follow_ups(state, m.id, answer)
     sources(coach.sources(answer.citations))
     st.caption(meta_line(answer))
@@ -176,6 +186,18 @@ def follow_ups(state: chat.ChatSession, message_id: int, answer: CoachingAnswer)
             on_click=chat.send,
             args=(state, question),
         )
+
+
+def evidence(answer: CoachingAnswer) -> None:
+    """The person's own sentences that drove each side of the verdict."""
+    groups = evidence_groups(answer)
+    if not groups:
+        return
+    with st.expander("Why this verdict: your words", icon=":material/format_quote:"):
+        for title, items in groups:
+            st.markdown(f"**{title}**")
+            for quote, why in items:
+                st.markdown(f"> {plain(quote)}\n\n{plain(why)}")
 
 
 def sources(passages: list[Passage]) -> None:
