@@ -37,6 +37,7 @@ def _folded(ch: str) -> str:
     return unicodedata.normalize("NFKC", ch).casefold().translate(_LOOKALIKES)
 
 
+@lru_cache(maxsize=8192)  # a pure function of one character: text is read char by char
 def _letters(ch: str) -> str:
     """What one character adds to the case-folded letters-and-digits reading."""
     out = []
@@ -58,7 +59,7 @@ def _base64_of(alphabet: frozenset[str]) -> Callable[[str], str]:
                 out.append(_BREAK)
         return "".join(out)
 
-    return read
+    return lru_cache(maxsize=8192)(read)
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,14 @@ def load_training(path: Path) -> list[TrainingExample]:
 
 
 def sentences(text: str) -> list[str]:
-    """The person's sentences (at least three words each), in order."""
-    return [s.strip() for s in _SENTENCE.split(text) if len(s.split()) >= 3]
+    """The person's sentences (at least three words each), in order.
+
+    They are the safety detector's units, so each is embedded once per question.
+    """
+    from app.safety_model import units
+
+    parts, _ = units(text)
+    return [p for p in parts if len(p.split()) >= 3]
 
 
 def embed_situations(embedder: Any, texts: list[str]) -> np.ndarray:

@@ -8,9 +8,18 @@ from app.passages import FOCUS_NAMES, Passage
 VERDICT_LABELS = {"management": "Management", "leadership": "Leadership", "both": "Both"}
 
 
+# What the badge says when the guard answered instead of coaching.
+SAFETY_LABELS = {
+    "crisis": "Safety first",
+    "unethical": "Can't help with this",
+    "prompt_leak": "Instructions stay private",
+    "off_topic": "Outside what I coach",
+}
+
+
 def verdict_label(answer: CoachingAnswer) -> str:
     if answer.verdict is None:
-        return "Needs more detail"
+        return SAFETY_LABELS.get(answer.meta.safety or "", "Needs more detail")
     return f"{VERDICT_LABELS[answer.verdict]} ({answer.confidence:.0%})"
 
 

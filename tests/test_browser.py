@@ -146,7 +146,14 @@ def test_chat_upload_and_reload_in_a_real_browser(app_url, browser, tmp_path) ->
     box.press("Enter")
     expect(main.get_by_text(BADGE)).to_have_count(1, timeout=WAIT_MS)
     wait_idle(page)
-    expect(main.get_by_test_id("stChatMessage").filter(has_text=SITUATION)).to_be_visible()
+    # The person's message first; the answer quotes it again as the evidence for its verdict.
+    expect(main.get_by_test_id("stChatMessage").filter(has_text=SITUATION).first).to_be_visible()
+    evidence = main.get_by_test_id("stExpander").filter(has_text="Why this verdict: your words")
+    expect(evidence).to_have_count(1)
+    evidence.get_by_text("Why this verdict: your words").click()
+    expect(
+        evidence.get_by_text(re.compile(r"What I read as (management|leadership)")).first
+    ).to_be_visible()
     sources = main.get_by_test_id("stExpander").filter(has_text=re.compile(r"Sources \(\d\)"))
     expect(sources).to_have_count(1)
     sources.get_by_text(re.compile(r"Sources \(\d\)")).click()
@@ -184,7 +191,7 @@ def test_chat_upload_and_reload_in_a_real_browser(app_url, browser, tmp_path) ->
         sidebar.get_by_role("button", name=re.compile("Our releases keep slipping"))
     ).to_be_visible(timeout=WAIT_MS)
     expect(main.get_by_text(BADGE)).to_have_count(2, timeout=WAIT_MS)
-    expect(main.get_by_test_id("stChatMessage").filter(has_text=SITUATION)).to_be_visible()
+    expect(main.get_by_test_id("stChatMessage").filter(has_text=SITUATION).first).to_be_visible()
 
     # A fresh tab starts empty but lists the stored conversation.
     fresh = browser.new_page(viewport={"width": 1280, "height": 1000})

@@ -621,3 +621,17 @@ def test_bidi_characters_in_an_uploaded_file_and_its_name_are_stripped(app: Harn
     (stored,) = [m for m in app.store.messages(conversation.id) if m.role == "user"]
     assert stored.source == "notestxt.md"
     assert not set("".join(chat_texts(at, "user"))) & PLANTED
+
+
+def test_a_crisis_is_answered_with_help_first_under_a_safety_badge(app):
+    at = send(
+        app.tab(),
+        "One of my drivers told me this morning he has a plan to kill himself tonight. "
+        "Who should take his route tomorrow?",
+    )
+    assert_clean(at)
+    shown = chat_texts(at, "assistant")
+    assert any("Safety first" in t for t in shown)
+    assert not any("Needs more detail" in t for t in shown)
+    assert any("988" in t for t in shown)
+    assert app.engine.calls == []  # the guard answered; the engine never saw it

@@ -12,7 +12,7 @@ from app.answer import CoachingAnswer
 from app.errors import CoachError
 from app.feedback_cli import focus_fits
 from app.passages import FOCUS_CODES, FOCUS_NAMES, VERDICTS, Passage
-from app.render import VERDICT_LABELS, evidence_groups
+from app.render import SAFETY_LABELS, VERDICT_LABELS, evidence_groups
 from app.safe_text import plain_markdown as plain
 from app.safe_text import safe_markdown
 from app.store import ConversationStore, StoredMessage
@@ -40,6 +40,10 @@ WELCOME = (
 def verdict_badge(answer: CoachingAnswer) -> str:
     """The verdict and confidence as a coloured Markdown badge, e.g. Management · 82%."""
     if answer.verdict is None:
+        if answer.meta.safety == "crisis":
+            return f":red-badge[:material/emergency: {SAFETY_LABELS['crisis']}]"
+        if answer.meta.safety in SAFETY_LABELS:
+            return f":gray-badge[:material/block: {SAFETY_LABELS[answer.meta.safety]}]"
         return ":gray-badge[:material/help: Needs more detail]"
     color, icon = VERDICT_STYLE[answer.verdict]
     return f":{color}-badge[{icon} {VERDICT_LABELS[answer.verdict]} · {answer.confidence:.0%}]"
