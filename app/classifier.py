@@ -109,9 +109,10 @@ def load_training(path: Path) -> list[TrainingExample]:
             codes = row.get("focus") or []
             if not codes or any(c not in FOCUS_CODES for c in codes):
                 raise ConfigError(f"{file.name}, example {ident}: focus needs codes from M1..L3.")
-            examples.append(
-                TrainingExample(str(ident), str(row["situation"]), row["verdict"], codes)
-            )
+            text = row.get("text", row.get("situation"))
+            if not text:
+                raise ConfigError(f"{file.name}, example {ident}: the situation's text is missing.")
+            examples.append(TrainingExample(str(ident), str(text), row["verdict"], codes))
     if len(examples) < 30:
         raise ConfigError(f"The training set {path} has too few examples ({len(examples)}).")
     return examples
