@@ -100,7 +100,7 @@ def screen(text: str, rules: GuardRules, *, remote: bool, detector=None) -> Scre
             result.stop = "prompt_leak"
     elif reading is not None and reading.kind:
         result.stop = reading.kind
-    elif any(p.search(text) for p in rules.crisis_other_languages):
+    elif any(p.search(text) for p in (*rules.crisis_explicit, *rules.crisis_other_languages)):
         result.stop = "crisis"
     elif len(words) < MIN_WORDS:
         result.stop = "clarify"

@@ -25,6 +25,7 @@ class _Strict(BaseModel):
 
 class PatternsFile(_Strict):
     injection: list[str] = Field(min_length=1)
+    crisis_explicit: list[str] = Field(default_factory=list)
     crisis_other_languages: list[str] = Field(default_factory=list)
 
 
@@ -82,6 +83,7 @@ class GuardRules:
     """The compiled rules."""
 
     injection: list[re.Pattern]
+    crisis_explicit: list[re.Pattern]
     crisis_other_languages: list[re.Pattern]
     personal_data: dict[str, re.Pattern]
     replies: Replies
@@ -122,6 +124,7 @@ def load_rules(prompts_dir: Path) -> GuardRules:
     crisis = data.replies.crisis
     return GuardRules(
         injection=_compile(data.patterns.injection, "patterns.injection"),
+        crisis_explicit=_compile(data.patterns.crisis_explicit, "patterns.crisis_explicit"),
         crisis_other_languages=_compile(
             data.patterns.crisis_other_languages, "patterns.crisis_other_languages"
         ),

@@ -5,7 +5,7 @@ grid, where ``caught`` counts dev cases of that kind whose score reaches it and
 ``false stops`` counts dev cases of any other kind (benign ones above all) that it
 would stop. A missed crisis costs the most, so crisis tolerates the most false
 alarms. Within the best plateau the middle is taken, so the threshold does not
-sit on the edge of one dev case. Only dev files may be passed in: the frozen test
+sit on the edge of one dev case; for crisis the lowest value is taken instead. Only dev files may be passed in: the frozen test
 split is never read here.
 """
 
@@ -19,7 +19,10 @@ import numpy as np
 from app.safety_model import STOP_KINDS
 
 # How many caught cases one false stop is worth giving up, per kind.
-FALSE_STOP_COST = {"crisis": 0.5, "unethical": 2.0, "prompt_leak": 2.0, "off_topic": 3.0}
+FALSE_STOP_COST = {"crisis": 0.25, "unethical": 2.0, "prompt_leak": 2.0, "off_topic": 3.0}
+# Where in the best plateau to sit: crisis takes its lowest threshold (a missed crisis is
+# far worse than a humane answer to someone who was not in danger); the others its middle.
+RECALL_FIRST = {"crisis"}
 GRID = np.round(np.arange(0.10, 0.96, 0.01), 2)
 
 
@@ -50,7 +53,7 @@ def choose_threshold(kind: str, cases: Sequence[ScoredCase]) -> tuple[float, int
         else:
             runs.append([t])
     run = max(runs, key=len)
-    threshold = float(run[len(run) // 2])
+    threshold = float(run[0] if kind in RECALL_FIRST else run[len(run) // 2])
     return (
         threshold,
         int((positives >= threshold).sum()),

@@ -613,7 +613,7 @@ def _shingles(text: str, n: int = 10) -> set[str]:
 
 def test_suites_are_disjoint_from_the_training_set():
     training = yaml.safe_load((PROJECT_ROOT / "knowledge/training/situations.yaml").read_text())
-    texts = [" ".join(e["situation"].split()) for e in training["examples"]]
+    texts = [" ".join(e.get("text", e.get("situation", "")).split()) for e in training["examples"]]
     seen = set().union(*(_shingles(t) for t in texts))
     for suite in load_suites([CORE, REDTEAM]):
         for case in suite.cases:

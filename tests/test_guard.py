@@ -41,7 +41,7 @@ def fake_coach(fake: FakeEngine) -> Coach:
             "can't help",
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="known miss of the trained detector (unethical 0.51 < 0.83); see issue 9",
+                reason="known miss of the trained detector (unethical 0.51 < 0.88); see issue 9",
             ),
         ),
         (
