@@ -22,7 +22,6 @@ scikit-learn nor chromadb is imported by this module.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from app.data_files import load_arrays, save_arrays
 from app.errors import ConfigError
 from app.passages import FOCUS_CODES, VERDICTS, focus_side
 from app.text_features import WordFeatures, fit_word_features
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 MODEL_VERSION = 7
 MODEL_FILE = "classifier.npz"
+FORMAT = "coach-verdict-model"
 SIDES = ("management", "leadership")
 MAX_CHUNKS = 8
 FOLDS = 5
@@ -230,7 +231,7 @@ class VerdictModel:
     # -- storage -------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         meta = {
-            "format": "coach-verdict-model",
+            "format": FORMAT,
             "version": MODEL_VERSION,
             "dims": self.dims,
             "both_bar": self.both_bar,
@@ -248,24 +249,15 @@ class VerdictModel:
             "confidence_platt": self.confidence_platt,
             "idf": self.words.idf,
         }
-        tmp_npz = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp_npz, **arrays)
-        tmp_json = path.with_suffix(".json.tmp")
-        tmp_json.write_text(json.dumps(meta), encoding="utf-8")
-        tmp_json.replace(path.with_suffix(".json"))
-        tmp_npz.replace(path)
+        save_arrays(path, arrays, meta)
 
     @classmethod
     def load(cls, path: Path) -> VerdictModel:
         """Read a saved model; ``ValueError`` when it is damaged, foreign or of another version."""
+        meta, arrays = load_arrays(path, FORMAT, MODEL_VERSION)
         try:
-            meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            if meta.get("format") != "coach-verdict-model" or meta.get("version") != MODEL_VERSION:
-                raise ValueError("not a verdict model of this version")
             if list(meta.get("focus_codes") or []) != list(FOCUS_CODES):
                 raise ValueError("different focus codes")
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
             words = WordFeatures.from_json(meta["words"], arrays["idf"])
             dims = int(meta["dims"])
             features = dims + words.size
@@ -280,9 +272,7 @@ class VerdictModel:
             for name, shape in shapes.items():
                 if arrays[name].shape != shape:
                     raise ValueError(f"{name} has shape {arrays[name].shape}, not {shape}")
-        except ValueError:
-            raise
-        except Exception as exc:  # OSError, KeyError, JSON and zip errors of a damaged file
+        except (KeyError, TypeError) as exc:
             raise ValueError(str(exc)) from exc
         return cls(
             words=words,

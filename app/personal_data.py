@@ -19,9 +19,9 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.data_files import load_yaml_model
 from app.errors import ConfigError
 
 DATA_FILE = "personal_data.yaml"
@@ -117,20 +117,7 @@ def load_masker(prompts_dir: Path | None = None) -> Masker:
 @lru_cache(maxsize=4)
 def _load_masker(prompts_dir: Path) -> Masker:
     path = prompts_dir / DATA_FILE
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"The personal-data rules {path} are missing: restore them from git."
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"The personal-data rules {path} are not valid YAML: {exc}") from None
-    try:
-        data = PersonalDataFile.model_validate(raw or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{DATA_FILE}: {where}: {first['msg']}.") from None
+    data = load_yaml_model(path, PersonalDataFile, "personal-data rules file")
     patterns = tuple(
         (
             kind,

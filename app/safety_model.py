@@ -19,7 +19,6 @@ damaged or foreign file is refused and retrained.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 from collections.abc import Callable
@@ -28,9 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.data_files import load_arrays, load_yaml_model, save_arrays
 from app.errors import ConfigError
 from app.text_features import WordFeatures, fit_word_features
 
@@ -38,6 +37,7 @@ KINDS = ("none", "crisis", "unethical", "prompt_leak", "off_topic")
 STOP_KINDS = KINDS[1:]
 StopKind = Literal["crisis", "unethical", "prompt_leak", "off_topic"]
 MODEL_VERSION = 1
+FORMAT = "coach-guard-model"
 MAX_WINDOWS = 96
 WINDOW_WEIGHT = 0.5  # how much each sentence of an ordinary training message counts
 CRISIS_MARGIN = 0.05  # chosen on the dev split
@@ -73,27 +73,12 @@ class Thresholds(BaseModel):
     note: str = ""
 
 
-def _load_yaml_model(path: Path, model: type[BaseModel], what: str):
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"The {what} {path} is missing: restore it from git.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"The {what} {path} is not valid YAML: {exc}") from None
-    try:
-        return model.model_validate(data or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path.name}: {where}: {first['msg']}.") from None
-
-
 def load_guard_training(path: Path) -> GuardTrainingSet:
-    return _load_yaml_model(path, GuardTrainingSet, "guard training set")
+    return load_yaml_model(path, GuardTrainingSet, "guard training set")
 
 
 def load_thresholds(path: Path) -> Thresholds:
-    return _load_yaml_model(path, Thresholds, "guard thresholds file")
+    return load_yaml_model(path, Thresholds, "guard thresholds file")
 
 
 def units(text: str) -> tuple[list[str], bool]:
@@ -193,42 +178,32 @@ class SafetyModel:
     def save(self, path: Path) -> None:
         """Write ``path`` (.npz arrays) and its .json sidecar atomically."""
         meta = {
-            "format": "coach-guard-model",
+            "format": FORMAT,
             "version": MODEL_VERSION,
             "kinds": list(KINDS),
             "dims": self.dims,
             "training_hash": self.training_hash,
             "words": self.words.to_json(),
         }
-        tmp_npz = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp_npz, coef=self.coef, intercept=self.intercept, idf=self.words.idf)
-        tmp_json = path.with_suffix(".json.tmp")
-        tmp_json.write_text(json.dumps(meta), encoding="utf-8")
-        tmp_json.replace(path.with_suffix(".json"))
-        tmp_npz.replace(path)
+        arrays = {"coef": self.coef, "intercept": self.intercept, "idf": self.words.idf}
+        save_arrays(path, arrays, meta)
 
     @classmethod
     def load(cls, path: Path) -> SafetyModel:
         """Read a saved model; ``ValueError`` when it is damaged or not ours."""
+        meta, arrays = load_arrays(path, FORMAT, MODEL_VERSION)
         try:
-            meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            if meta.get("format") != "coach-guard-model" or meta.get("version") != MODEL_VERSION:
-                raise ValueError("not a guard model of this version")
             if list(meta.get("kinds") or []) != list(KINDS):
                 raise ValueError("different kinds")
-            with np.load(path, allow_pickle=False) as arrays:
-                coef, intercept, idf = arrays["coef"], arrays["intercept"], arrays["idf"]
-            words = WordFeatures.from_json(meta["words"], idf)
+            coef, intercept = arrays["coef"], arrays["intercept"]
+            words = WordFeatures.from_json(meta["words"], arrays["idf"])
             dims = int(meta["dims"])
-            if coef.shape != (len(KINDS), dims + words.size) or intercept.shape != (len(KINDS),):
-                raise ValueError("array shapes do not match")
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
+            training_hash = str(meta["training_hash"])
+        except (KeyError, TypeError) as exc:
             raise ValueError(str(exc)) from exc
-        except Exception as exc:  # numpy raises several kinds for a damaged .npz
-            if isinstance(exc, ValueError):
-                raise
-            raise ValueError(str(exc)) from exc
-        return cls(words, coef, intercept, dims, str(meta["training_hash"]))
+        if coef.shape != (len(KINDS), dims + words.size) or intercept.shape != (len(KINDS),):
+            raise ValueError("array shapes do not match")
+        return cls(words, coef, intercept, dims, training_hash)
 
 
 def training_rows(

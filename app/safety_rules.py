@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.data_files import load_yaml_model
 from app.errors import ConfigError
 
 SAFETY_FILE = "safety.yaml"
@@ -72,10 +72,8 @@ class Notices(_Strict):
 class SafetyFile(_Strict):
     version: int
     patterns: PatternsFile
-    personal_data: dict[str, str] = Field(default_factory=dict)
     replies: Replies
     notices: Notices
-    languages: dict[str, list[str]] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,10 +83,8 @@ class GuardRules:
     injection: list[re.Pattern]
     crisis_explicit: list[re.Pattern]
     crisis_other_languages: list[re.Pattern]
-    personal_data: dict[str, re.Pattern]
     replies: Replies
     notices: dict[str, str]
-    languages: dict[str, frozenset[str]]
     crisis_at_risk: dict[str, list[re.Pattern]]
     crisis_workplace: list[tuple[list[re.Pattern], str]]
 
@@ -108,19 +104,7 @@ def _compile(patterns: list[str], where: str, flags: int = re.IGNORECASE) -> lis
 @lru_cache(maxsize=4)
 def load_rules(prompts_dir: Path) -> GuardRules:
     """Read and validate ``prompts/safety.yaml``."""
-    path = prompts_dir / SAFETY_FILE
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"The guard rules {path} are missing: restore them from git.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"The guard rules {path} are not valid YAML: {exc}") from None
-    try:
-        data = SafetyFile.model_validate(raw or {})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{SAFETY_FILE}: {where}: {first['msg']}.") from None
+    data = load_yaml_model(prompts_dir / SAFETY_FILE, SafetyFile, "guard rules file")
     crisis = data.replies.crisis
     return GuardRules(
         injection=_compile(data.patterns.injection, "patterns.injection"),
@@ -128,12 +112,8 @@ def load_rules(prompts_dir: Path) -> GuardRules:
         crisis_other_languages=_compile(
             data.patterns.crisis_other_languages, "patterns.crisis_other_languages"
         ),
-        personal_data={
-            k: _compile([p], f"personal_data.{k}", 0)[0] for k, p in data.personal_data.items()
-        },
         replies=data.replies,
         notices=data.notices.model_dump(),
-        languages={k: frozenset(v) for k, v in data.languages.items()},
         crisis_at_risk={
             k: _compile(v, f"replies.crisis.at_risk.{k}") for k, v in crisis.at_risk.items()
         },
