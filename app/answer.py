@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.passages import FOCUS_CODES, FOCUS_NAMES, FocusCode, ScoredPassage, Verdict
+from app.reading import Reading
 
 
 class Usage(BaseModel):
@@ -54,6 +55,7 @@ class AnswerMeta(BaseModel):
     language: str = "en"
     fallback: bool = False
     repaired: bool = False
+    cut_off: str | None = None  # "deadline" or "size": the LLM's answer was cut short there
 
 
 class CoachingAnswer(BaseModel):
@@ -64,11 +66,13 @@ class CoachingAnswer(BaseModel):
     focus: list[FocusCode] = Field(default_factory=list, max_length=3)
     summary: str = ""
     coaching: str = ""
-    follow_up_questions: list[str] = Field(default_factory=list, max_length=3)
+    follow_up_questions: list[str] = Field(default_factory=list, max_length=3)  # the coach asks
+    suggested_questions: list[str] = Field(default_factory=list, max_length=3)  # they might ask
     citations: list[str] = Field(default_factory=list)
     notices: list[str] = Field(default_factory=list)
     second_opinion: SecondOpinion | None = None
     evidence: list[Evidence] = Field(default_factory=list)
+    reading: Reading | None = None  # what the coach read in the person's messages
     meta: AnswerMeta = Field(default_factory=AnswerMeta)
 
     @field_validator("focus")
@@ -112,6 +116,11 @@ class CoachRequest(BaseModel):
     local_focus: list[FocusCode] = Field(default_factory=list)
     local_focus_scores: dict[str, float] = Field(default_factory=dict)
     local_evidence: list[Evidence] = Field(default_factory=list)
+    context: str = ""  # what was judged: the conversation's first message plus this one
+    reading: Reading | None = None  # of the person's messages so far
+    moves: list[Any] = Field(default_factory=list)  # app.move_match.Match, best first
+    question_move: Any = None  # the Match closest to the question asked, if any
+    turn_questions: list[str] = Field(default_factory=list)  # questions asked in this message
 
     def retrieved_ids(self) -> list[str]:
         return [p.passage.id for p in self.passages]

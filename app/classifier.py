@@ -544,8 +544,19 @@ class ClassifierStore:
         saved = self._saved()
         return saved is not None and saved.training_hash == self._hash()
 
+    def _training_lock(self):
+        from app.file_lock import file_lock
+
+        self.settings.ensure_data_dir()
+        return file_lock(self.settings.data_dir / "classifier.lock", "training the classifier")
+
     def train(self, progress: Callable[[str], None] | None = None) -> Classifier:
-        """Fit on the training set and save; deterministic for the same files."""
+        """Fit on the training set and save; deterministic for the same files. Processes on
+        one data folder train one at a time."""
+        with self._training_lock():
+            return self._train(progress)
+
+    def _train(self, progress: Callable[[str], None] | None = None) -> Classifier:
         examples = load_training(self.settings.training_path)
         if progress:
             progress(f"Training the offline classifier on {len(examples)} situations")
@@ -558,13 +569,23 @@ class ClassifierStore:
         return classifier
 
     def ensure(self) -> bool:
-        """Train when the saved model is missing, stale or damaged; True when it trained."""
-        saved = self._saved()
-        if saved is not None and saved.training_hash == self._hash():
-            with self._lock:
-                self._classifier = Classifier(self.embedder, saved)
+        """Train when the saved model is missing, stale or damaged; True when it trained.
+
+        A process that waited while another one trained loads that model instead."""
+        if self._load_current():
             return False
-        self.train()
+        with self._training_lock():
+            if self._load_current():
+                return False
+            self._train()
+        return True
+
+    def _load_current(self) -> bool:
+        saved = self._saved()
+        if saved is None or saved.training_hash != self._hash():
+            return False
+        with self._lock:
+            self._classifier = Classifier(self.embedder, saved)
         return True
 
     def get(self) -> Classifier:

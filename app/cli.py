@@ -46,7 +46,22 @@ def cmd_index(args: argparse.Namespace) -> int:
         store.train(progress=lambda msg: print(msg + "…", file=sys.stderr))
         print("Trained the offline classifier.")
     _ensure_safety(index, rebuild=args.rebuild)
+    _ensure_moves(index, rebuild=args.rebuild)
     return 0
+
+
+def _ensure_moves(index, rebuild: bool = False) -> None:
+    """Check the offline coaching's wording and move library; embed the library if needed."""
+    from app.move_match import MoveStore
+    from app.offline_templates import load_templates
+
+    load_templates(index.settings.prompts_dir)
+    moves = MoveStore(index.settings, index.embedder)
+    progress = lambda msg: print(msg + "…", file=sys.stderr)  # noqa: E731
+    if rebuild or moves.ensure(progress):
+        if rebuild:
+            moves.build(progress)
+        print("Embedded the coaching move library.")
 
 
 def _ensure_safety(index, rebuild: bool = False) -> None:
@@ -196,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("situation", nargs="*", help="the situation, in your own words")
     p.add_argument("--file", help="read the situation from a .txt, .md, .pdf or .docx file")
     p.add_argument("--json", action="store_true", help="print the structured answer as JSON")
-    p.add_argument("--engine", choices=["offline", "llm", "auto"], help="override COACH_ENGINE")
+    p.add_argument(
+        "--engine", choices=["offline", "llm", "local", "auto"], help="override COACH_ENGINE"
+    )
     p.add_argument("--prompt", help="prompt name@version, e.g. coach@v2 (LLM engine)")
     p.set_defaults(func=cmd_ask)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from app.answer import CoachingAnswer, CoachRequest, Evidence, SecondOpinion, Turn
 from app.canary import CanaryFilter
 from app.classifier import ClassifierStore, embed_situations
+from app.coaching_context import read_context
 from app.engines.base import Engine
 from app.errors import CoachError, ConfigError
 from app.guard import enforce_canary, load_rules, screen, stop_answer
@@ -27,8 +28,10 @@ from app.history import (
 )
 from app.index import ArticleIndex, get_index
 from app.language import detect_language
+from app.move_match import MoveStore
 from app.passages import Passage, ScoredPassage
 from app.personal_data import mask
+from app.reading import read_situation
 from app.safety_model import SafetyModelStore
 from app.settings import Settings, get_settings
 from app.uploads import prepare_text
@@ -92,6 +95,7 @@ class Coach:
         index: ArticleIndex | None = None,
         classifiers: ClassifierStore | None = None,
         safety: SafetyModelStore | None = None,
+        moves: MoveStore | None = None,
         prompt: str | None = None,
     ) -> None:
         self.settings = settings or get_settings()
@@ -99,20 +103,20 @@ class Coach:
         self.index = index or get_index(self.settings)
         self.classifiers = classifiers or ClassifierStore(self.settings, self.index.embedder)
         self.safety = safety or SafetyModelStore(self.settings, self.index.embedder)
+        self.moves = moves or MoveStore(self.settings, self.index.embedder)
         self.prompt = prompt or self.settings.prompt
 
     def warm_up(self) -> None:
         """Load the model, the classifier and the index now instead of on the first question."""
         self.classifiers.get()
         self.safety.get()
+        self.moves.get()
+        read_situation("Warm up the situation reader.")
         self.index.retrieve("warm up", 1)
         load_rules(self.settings.prompts_dir)
         mask("Warm up the name finder and the language detector.", self.settings.prompts_dir)
         detect_language("Warm up the name finder and the language detector.")
-        if self.engine.name == "offline":
-            from app.engines.offline import load_templates
-
-            load_templates(self.settings.prompts_dir)
+        self.engine.warm_up()
 
     def ask(
         self, message: str, history: Sequence[Turn] = (), prompt: str | None = None
@@ -134,7 +138,7 @@ class Coach:
         settings = self.settings
         rules = load_rules(settings.prompts_dir)
         prepared = prepare_text(message or "", max_chars=settings.max_input_chars)
-        remote = self.engine.name == "llm"
+        remote = self.engine.capabilities.remote
         screening = screen(prepared.text, rules, remote=remote, detector=self.safety.get())
         notices = list(prepared.notices) + screening.notices
         masked = screening.masked
@@ -176,6 +180,15 @@ class Coach:
         vector = embed_situations(self.index.embedder, [situation])[0]
         prediction = self.classifiers.get().predict(situation, vector)
         passages = self._retrieve(situation, vector, prediction.focus)
+        context = read_context(
+            moves=self.moves,
+            embedder=self.index.embedder,
+            message=screening.text,
+            history=history,
+            vector=vector,
+            verdict=prediction.verdict,
+            focus=prediction.focus,
+        )
         request = CoachRequest(
             situation=screening.text,
             history=bounded_history(history, settings.history_chars),
@@ -188,9 +201,16 @@ class Coach:
             local_focus=prediction.focus,
             local_focus_scores=prediction.focus_scores,
             local_evidence=[Evidence(**vars(e)) for e in prediction.evidence],
+            context=situation,
+            reading=context.reading,
+            moves=context.moves,
+            question_move=context.question_move,
+            turn_questions=context.turn_questions,
         )
         answer: CoachingAnswer | None = None
-        shown = CanaryFilter(_canary(settings, prompt))  # the canary never streams out
+        # The canary never streams out. An engine without a prompt has no canary to leak.
+        canary = _canary(settings, prompt) if self.engine.capabilities.uses_prompt else None
+        shown = CanaryFilter(canary)
         for event in self.engine.run(request):
             if isinstance(event, CoachingAnswer):
                 answer = event
@@ -202,7 +222,7 @@ class Coach:
             raise CoachError("The engine ended without an answer. Please try again.")
         answer.meta.engine = answer.meta.engine or self.engine.name
         answer.meta.model = answer.meta.model or self.engine.model
-        if self.engine.name != "offline":
+        if self.engine.capabilities.uses_prompt:
             answer.meta.prompt = answer.meta.prompt or prompt
         if answer.meta.model_safety not in (None, "none"):
             answer = _escalated(answer, screening.text, rules)
@@ -210,8 +230,8 @@ class Coach:
             return answer
         answer.evidence = self._evidence(answer, situation, prediction)
         check_citations(answer, request.retrieved_ids())
-        enforce_canary(answer, _canary(settings, prompt), rules)
-        if self.engine.name != "offline" and answer.verdict and not answer.meta.fallback:
+        enforce_canary(answer, canary, rules)
+        if self.engine.capabilities.second_opinion and answer.verdict and not answer.meta.fallback:
             answer.second_opinion = second_opinion(answer, prediction)
         return answer
 
@@ -292,7 +312,7 @@ def _canary(settings: Settings, prompt: str) -> str | None:
 
 
 def make_engine(kind: str | None = None, settings: Settings | None = None) -> Engine:
-    """The engine for ``kind`` (offline, llm or auto; default from settings)."""
+    """The engine for ``kind`` (offline, llm, local or auto; default from settings)."""
     from app.engines.offline import OfflineEngine
 
     settings = settings or get_settings()
@@ -310,7 +330,11 @@ def make_engine(kind: str | None = None, settings: Settings | None = None) -> En
         from app.engines.llm import LLMEngine
 
         return LLMEngine(settings, fallback=OfflineEngine(settings))
-    raise ConfigError(f"Unknown engine {kind!r}: use offline, llm or auto.")
+    if kind == "local":  # the built-in llama.cpp server; it starts on first use
+        from app.engines.local import LocalEngine
+
+        return LocalEngine(settings, fallback=OfflineEngine(settings))
+    raise ConfigError(f"Unknown engine {kind!r}: use offline, llm, local or auto.")
 
 
 def build_coach(
@@ -322,4 +346,5 @@ def build_coach(
     coach.index.build()
     coach.classifiers.ensure()
     coach.safety.ensure()
+    coach.moves.ensure()
     return coach

@@ -8,6 +8,7 @@ question.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,12 +19,14 @@ from pydantic import BaseModel, ValidationError
 from app.errors import ConfigError
 
 _M = TypeVar("_M", bound=BaseModel)
+# libyaml's parser when PyYAML was built with it (about ten times faster), else pure Python.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml_model(path: Path, model: type[_M], what: str, *, name: str | None = None) -> _M:
     """``path`` read as YAML and validated as ``model``; ``what`` names it in errors."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     except FileNotFoundError:
         raise ConfigError(f"The {what} {path} is missing: restore it from git.") from None
     except yaml.YAMLError as exc:
@@ -37,13 +40,17 @@ def load_yaml_model(path: Path, model: type[_M], what: str, *, name: str | None 
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write ``path`` (.npz) and its .json sidecar, each atomically."""
-    tmp_npz = path.with_name(path.name + ".tmp.npz")
+    """Write ``path`` (.npz) and its .json sidecar, each atomically.
+
+    The arrays go first: a reader between the two sees the old sidecar, whose training hash
+    marks the model stale, never new metadata over old arrays. Temporary names carry the
+    process id, so two writers never move each other's half-written file."""
+    tmp_npz = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp_npz, **arrays)
-    tmp_json = path.with_suffix(".json.tmp")
+    tmp_json = path.with_name(f"{path.stem}.json.{os.getpid()}.tmp")
     tmp_json.write_text(json.dumps(meta), encoding="utf-8")
-    tmp_json.replace(path.with_suffix(".json"))
     tmp_npz.replace(path)
+    tmp_json.replace(path.with_suffix(".json"))
 
 
 def load_arrays(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from app.errors import CoachError
 from app.passages import focus_side
-from app.store import ConversationStore, CorrectedAnswer, open_store
+
+if TYPE_CHECKING:  # the store loads SQLAlchemy; every `coach` command imports this module
+    from app.store import ConversationStore, CorrectedAnswer
 
 SUITE_NAME = "feedback"
 SUITE_DESCRIPTION = (
@@ -108,6 +110,8 @@ def export_feedback(store: ConversationStore, out: Path) -> tuple[int, list[str]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from app.store import ConversationStore, open_store
+
     if args.db and not Path(args.db).is_file():
         raise CoachError(f"{args.db} does not exist: give the path of a conversations.db file.")
     store = ConversationStore(Path(args.db)) if args.db else open_store()

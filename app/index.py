@@ -1,32 +1,39 @@
-"""The one seam to Chroma: builds the article index and retrieves passages from it.
+"""Builds the article index and retrieves passages from it, in a local folder or on a Chroma
+server (``app.index_store`` is the seam to Chroma's clients).
 
-The index lives in a Chroma ``PersistentClient`` under the data folder, telemetry
-off. Each build goes into a fresh collection named after the hash of
-``knowledge/`` plus the embedder's config; only when it is complete does
-``index.json`` (written atomically) switch readers to it, so nobody ever reads a
-half-built index. One client and one embedder serve the whole process.
+Each build goes into a fresh collection named after the hash of ``knowledge/`` plus the
+embedder's config; only when it is complete does the pointer (``index.json`` in the folder,
+or the ``<collection>.live`` collection's metadata on a server) switch readers to it, so
+nobody ever reads a half-built index. Processes sharing a data folder build one at a time
+under a file lock, and a process that waited reuses the index the other one built. One
+client and one embedder serve the whole process.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from app.embedder import MiniLMEmbedder
 from app.errors import IndexUnavailable, InputError
+from app.file_lock import file_lock
+from app.index_store import REBUILD_HINT, DamagedPointer, IndexStore, open_store
 from app.knowledge import knowledge_hash, load_knowledge
 from app.passages import Passage, ScoredPassage
 from app.settings import Settings, get_settings
 
-REBUILD_HINT = "run `coach index --rebuild`"
+BATCH = 64
+# A collection that is neither live nor the one before it is deleted only when it is older
+# than this: a process on another machine may be just about to switch to it, and a reader
+# may still hold it (readers re-read the pointer and retry once when a collection vanishes).
+KEEP_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -39,13 +46,13 @@ class BuildResult:
     seconds: float
 
 
-def _chroma_client(path: Path):
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    return chromadb.PersistentClient(
-        path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    )
+def _built_at(name: str, prefix: str) -> float | None:
+    """When a collection called ``<prefix><hash>-<ms>[-<pid>]`` was created, in seconds."""
+    parts = name[len(prefix) :].split("-")
+    try:
+        return int(parts[1]) / 1000 if len(parts) >= 2 else None
+    except ValueError:
+        return None
 
 
 class ArticleIndex:
@@ -54,7 +61,7 @@ class ArticleIndex:
     def __init__(self, settings: Settings, embedder: MiniLMEmbedder | None = None) -> None:
         self.settings = settings
         self.embedder = embedder or MiniLMEmbedder(str(settings.tokenizer_path))
-        self._client = None
+        self.store: IndexStore = open_store(settings)
         self._collection = None
         self._collection_name: str | None = None
         self._by_code: dict[str, list[Passage]] = {}
@@ -62,12 +69,12 @@ class ArticleIndex:
 
     # -- locations ----------------------------------------------------------------------
     @property
-    def chroma_dir(self) -> Path:
-        return self.settings.data_dir / "chroma"
+    def lock_path(self):
+        return self.settings.data_dir / "index.lock"
 
     @property
-    def pointer_path(self) -> Path:
-        return self.settings.data_dir / "index.json"
+    def prefix(self) -> str:
+        return self.settings.collection + "-"
 
     def wanted_hash(self) -> str:
         """Hash of the knowledge files plus the embedder's identity and config."""
@@ -76,35 +83,17 @@ class ArticleIndex:
         digest.update(str(self.embedder.get_config().get("batch_size")).encode())
         return digest.hexdigest()
 
-    def _pointer(self) -> dict | None:
-        try:
-            return json.loads(self.pointer_path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            raise IndexUnavailable(
-                f"The index pointer {self.pointer_path} is damaged: {REBUILD_HINT}."
-            ) from None
+    def client(self) -> Any:
+        """The Chroma client (folder or server) this index uses."""
+        return self.store.client()
 
-    def client(self):
-        if self._client is None:
-            self.settings.ensure_data_dir()
-            try:
-                self._client = _chroma_client(self.chroma_dir)
-            except Exception as exc:  # Chroma raises many types for a broken store
-                raise IndexUnavailable(
-                    f"The index in {self.chroma_dir} cannot be opened ({type(exc).__name__}): "
-                    f"it may be corrupted or locked by another program; {REBUILD_HINT}."
-                ) from None
-        return self._client
-
-    # -- building -----------------------------------------------------------------------
     def _pointer_or_none(self) -> dict | None:
         try:
-            return self._pointer()
-        except IndexUnavailable:
-            return None
+            return self.store.read_pointer()
+        except DamagedPointer:
+            return None  # a build writes a new one
 
+    # -- building -----------------------------------------------------------------------
     def is_current(self) -> bool:
         pointer = self._pointer_or_none()
         if not pointer or pointer.get("hash") != self.wanted_hash():
@@ -120,99 +109,137 @@ class ArticleIndex:
     def build(
         self, rebuild: bool = False, progress: Callable[[int, int], None] | None = None
     ) -> BuildResult:
-        """Build the index when knowledge changed (or ``rebuild``); otherwise do nothing."""
+        """Build the index when knowledge changed (or ``rebuild``); otherwise do nothing.
+
+        Processes on one data folder build one at a time; one that waited for another's
+        build finds the index current and does nothing.
+        """
         started = time.perf_counter()
         self.settings.ensure_data_dir()
-        wanted = self.wanted_hash()
         if not rebuild and self.is_current():
-            pointer = self._pointer_or_none() or {}
-            return BuildResult(
-                False,
-                pointer["collection"],
-                pointer.get("passages", 0),
-                time.perf_counter() - started,
-            )
-        passages = load_knowledge(self.settings.knowledge_dir)
-        if rebuild and not self._healthy():
-            self._reset_store()
-        name = f"{self.settings.collection}-{wanted[:12]}-{int(time.time() * 1000)}"
-        client = self.client()
-        collection = client.create_collection(
-            name,
-            embedding_function=self.embedder,
-            configuration={"hnsw": {"space": "cosine"}},
-            metadata={"hash": wanted, "complete": False, "passages": len(passages)},
+            return self._unchanged(started)
+        with file_lock(self.lock_path, "building the article index"):
+            if not rebuild and self.is_current():
+                return self._unchanged(started)
+            return self._build(rebuild, progress, started)
+
+    def _unchanged(self, started: float) -> BuildResult:
+        pointer = self._pointer_or_none() or {}
+        return BuildResult(
+            False,
+            pointer.get("collection", ""),
+            pointer.get("passages", 0),
+            time.perf_counter() - started,
         )
-        batch = 64
-        for i in range(0, len(passages), batch):
-            chunk = passages[i : i + batch]
-            collection.add(
-                ids=[p.id for p in chunk],
-                documents=[p.text for p in chunk],
-                metadatas=[p.metadata() for p in chunk],
-                embeddings=self.embedder.embed([p.embedding_text() for p in chunk]),
+
+    def _build(
+        self, rebuild: bool, progress: Callable[[int, int], None] | None, started: float
+    ) -> BuildResult:
+        wanted = self.wanted_hash()
+        passages = load_knowledge(self.settings.knowledge_dir)
+        if rebuild and self.store.can_reset() and not self._healthy():
+            self.store.reset()
+        # The process id keeps two machines building into one server in the same
+        # millisecond apart.
+        name = f"{self.prefix}{wanted[:12]}-{int(time.time() * 1000)}-{os.getpid()}"
+        client = self.client()
+        try:
+            collection = client.create_collection(
+                name,
+                embedding_function=self.embedder,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"hash": wanted, "complete": False, "passages": len(passages)},
             )
-            if progress:
-                progress(min(i + batch, len(passages)), len(passages))
-        collection.modify(metadata={"hash": wanted, "complete": True, "passages": len(passages)})
+            for i in range(0, len(passages), BATCH):
+                chunk = passages[i : i + BATCH]
+                collection.add(
+                    ids=[p.id for p in chunk],
+                    documents=[p.text for p in chunk],
+                    metadatas=[p.metadata() for p in chunk],
+                    embeddings=self.embedder.embed([p.embedding_text() for p in chunk]),
+                )
+                if progress:
+                    progress(min(i + BATCH, len(passages)), len(passages))
+            collection.modify(
+                metadata={"hash": wanted, "complete": True, "passages": len(passages)}
+            )
+        except Exception as exc:
+            raise self.store.failure(exc, "built") from None
         self._switch(name, wanted, len(passages))
         return BuildResult(True, name, len(passages), time.perf_counter() - started)
 
     def _healthy(self) -> bool:
-        """Whether the Chroma store opens and answers; a damaged one is reset by a rebuild."""
+        """Whether the Chroma store opens and answers; a damaged folder is reset by a rebuild."""
         try:
             self.client().list_collections()
             return True
         except Exception:
             return False
 
-    def _reset_store(self) -> None:
-        import shutil
-
-        from chromadb.api.client import SharedSystemClient
-
-        self._client = None
-        # Chroma caches one system per path in the process; drop it with the files.
-        SharedSystemClient.clear_system_cache()
-        shutil.rmtree(self.chroma_dir, ignore_errors=True)
-        self.pointer_path.unlink(missing_ok=True)
-
     def _switch(self, name: str, wanted: str, count: int) -> None:
         previous = (self._pointer_or_none() or {}).get("collection")
-        tmp = self.pointer_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"collection": name, "hash": wanted, "passages": count}))
-        os.replace(tmp, self.pointer_path)
+        self.store.write_pointer({"collection": name, "hash": wanted, "passages": count})
         with self._lock:
             self._collection, self._collection_name = None, None
-        # Keep the previous collection for readers that still hold it; drop older ones.
+        self._drop_old(keep={name, previous})
+
+    def _drop_old(self, keep: set[str | None]) -> None:
+        """Delete old builds, keeping the live one and the one before it for its readers."""
         client = self.client()
-        for old in client.list_collections():
-            old_name = old if isinstance(old, str) else old.name
-            if old_name.startswith(self.settings.collection + "-") and old_name not in (
-                name,
-                previous,
-            ):
-                client.delete_collection(old_name)
+        now = time.time()
+        try:
+            names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+        except Exception:
+            return  # cleaning up is a courtesy; the next build tries again
+        for old in names:
+            if not old.startswith(self.prefix) or old in keep:
+                continue
+            built_at = _built_at(old, self.prefix)
+            if built_at is not None and now - built_at < KEEP_SECONDS:
+                continue
+            try:
+                client.delete_collection(old)
+            except Exception:
+                continue  # another process deleted it first
 
     # -- reading ------------------------------------------------------------------------
-    def collection(self):
-        pointer = self._pointer()
+    def collection(self, fresh: bool = False) -> Any:
+        """The live collection; ``fresh`` opens it again instead of reusing the held one."""
+        pointer = self.store.read_pointer()
         if not pointer:
             raise IndexUnavailable("The article index has not been built yet: run `coach index`.")
         with self._lock:
-            if self._collection is None or self._collection_name != pointer["collection"]:
+            if fresh or self._collection is None or self._collection_name != pointer["collection"]:
                 try:
                     self._collection = self.client().get_collection(
                         pointer["collection"], embedding_function=self.embedder
                     )
                 except IndexUnavailable:
                     raise
-                except Exception:
-                    raise IndexUnavailable(
-                        f"The article index is missing or corrupted: {REBUILD_HINT}."
-                    ) from None
+                except Exception as exc:
+                    if self.store.can_reset():
+                        raise IndexUnavailable(
+                            f"The article index is missing or corrupted: {REBUILD_HINT}."
+                        ) from None
+                    raise self.store.failure(exc, "opened") from None
                 self._collection_name = pointer["collection"]
             return self._collection
+
+    def _read(self, doing: str, call: Callable[[Any], Any]) -> Any:
+        """``call(collection)``, retried once on a freshly opened live collection: another
+        process may have switched the index and dropped the one this process held."""
+        try:
+            return call(self.collection())
+        except IndexUnavailable:
+            raise
+        except Exception:
+            pass
+        try:
+            return call(self.collection(fresh=True))
+        except IndexUnavailable:
+            raise
+        except Exception as exc:
+            raise self.store.failure(exc, doing) from None
 
     def retrieve(
         self, query: str, k: int | None = None, vector: np.ndarray | None = None
@@ -225,17 +252,14 @@ class ArticleIndex:
             raise InputError("The query is empty: describe the situation in a sentence or two.")
         k = k or self.settings.k
         vector = self.embedder.embed([query]) if vector is None else vector.reshape(1, -1)
-        collection = self.collection()
-        try:
-            result = collection.query(
+        result = self._read(
+            "read",
+            lambda collection: collection.query(
                 query_embeddings=vector,
                 n_results=k,
                 include=["documents", "metadatas", "distances"],
-            )
-        except Exception:
-            raise IndexUnavailable(
-                f"The article index could not be read: {REBUILD_HINT}."
-            ) from None
+            ),
+        )
         return [
             ScoredPassage(passage=Passage.from_metadata(doc, meta), score=round(1.0 - dist, 4))
             for doc, meta, dist in zip(
@@ -243,32 +267,39 @@ class ArticleIndex:
             )
         ]
 
-    def _responsibilities(self, collection) -> list[Passage]:
+    def _responsibilities(self) -> list[Passage]:
         """The passages that carry a responsibility code, read once per collection."""
-        name = collection.name
-        cached = self._by_code.get(name)
-        if cached is None:
+
+        def read(collection) -> tuple[str, list[Passage]]:
+            cached = self._by_code.get(collection.name)
+            if cached is not None:
+                return collection.name, cached
             got = collection.get(where={"code": {"$ne": ""}}, include=["documents", "metadatas"])
-            cached = sorted(
+            return collection.name, sorted(
                 (
                     Passage.from_metadata(doc, meta)
                     for doc, meta in zip(got["documents"], got["metadatas"], strict=True)
                 ),
                 key=lambda p: (p.source, p.start),
             )
-            self._by_code = {name: cached}
-        return cached
+
+        name, found = self._read("read", read)
+        self._by_code = {name: found}
+        return found
 
     def passages(self, ids: Iterable[str] | None = None, codes: Iterable[str] | None = None):
         """Passages by id or by responsibility code, in the article's order."""
-        collection = self.collection()
-        if ids is not None:
-            got = collection.get(ids=list(ids), include=["documents", "metadatas"])
-        elif codes is not None:
+        if codes is not None and ids is None:
             wanted = set(codes)
-            return [p for p in self._responsibilities(collection) if p.code in wanted]
+            return [p for p in self._responsibilities() if p.code in wanted]
+        if ids is not None:
+            id_list = list(ids)
+            got = self._read(
+                "read",
+                lambda c: c.get(ids=id_list, include=["documents", "metadatas"]),
+            )
         else:
-            got = collection.get(include=["documents", "metadatas"])
+            got = self._read("read", lambda c: c.get(include=["documents", "metadatas"]))
         found = [
             Passage.from_metadata(doc, meta)
             for doc, meta in zip(got["documents"], got["metadatas"], strict=True)

@@ -77,6 +77,10 @@ def answer_sources(answer: CoachingAnswer, passages: list[Passage]) -> str:
         lines.append(f"  > {p.text}")
     if answer.follow_up_questions:
         lines.append("")
-        lines.append("Questions to think about:")
+        lines.append("The coach asks you:")
         lines.extend(f"- {q}" for q in answer.follow_up_questions)
+    if answer.suggested_questions:
+        lines.append("")
+        lines.append("You might ask next:")
+        lines.extend(f"- {q}" for q in answer.suggested_questions)
     return "\n".join(lines)

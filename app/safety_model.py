@@ -407,7 +407,20 @@ class SafetyModelStore:
         weights += [ORDINARY_WEIGHT] * len(ordinary)
         return rows, vectors, labels, weights
 
+    def _training_lock(self):
+        from app.file_lock import file_lock
+
+        self.settings.ensure_data_dir()
+        return file_lock(
+            self.settings.data_dir / "guard-model.lock", "training the safety detector"
+        )
+
     def train(self, progress: Callable[[str], None] | None = None) -> SafetyModel:
+        """Fit the detector and save it; processes on one data folder train one at a time."""
+        with self._training_lock():
+            return self._train(progress)
+
+    def _train(self, progress: Callable[[str], None] | None = None) -> SafetyModel:
         if progress:
             progress("Training the safety detector")
         rows, vectors, labels, weights = self.training_data()
@@ -425,16 +438,27 @@ class SafetyModelStore:
 
     def ensure(self, progress: Callable[[str], None] | None = None) -> bool:
         """Train when the saved model is missing, stale or damaged; True when it trained."""
-        if self._current_model() is not None:
-            return False
-        self.train(progress)
-        return True
+        return self._current_or_trained(progress)[1]
+
+    def _current_or_trained(
+        self, progress: Callable[[str], None] | None = None
+    ) -> tuple[SafetyModel, bool]:
+        """The saved model when current, else a new one; a process that waited while another
+        one trained loads that model instead of training again."""
+        model = self._current_model()
+        if model is not None:
+            return model, False
+        with self._training_lock():
+            model = self._current_model()
+            if model is not None:
+                return model, False
+            return self._train(progress), True
 
     def get(self) -> SafetyDetector:
         """The detector, loaded (or trained when missing) once per process."""
         with self._lock:
             if self._detector is None:
-                model = self._current_model() or self.train()
+                model = self._current_or_trained()[0]
                 thresholds = load_thresholds(self.thresholds_path)
                 self._detector = SafetyDetector(model, thresholds, self._embed)
             return self._detector

@@ -33,7 +33,8 @@ import numpy as np
 
 from app.coach import Coach
 from app.embedder import MiniLMEmbedder
-from app.engines.llm import LLMEngine, render_passages
+from app.engines.llm import LLMEngine
+from app.engines.llm_prompt import render_passages
 from app.engines.offline import OfflineEngine
 from app.prompts import load_prompt
 from app.settings import Settings

@@ -20,7 +20,7 @@ from benchmarks.machine import load_average, machine_info
 from benchmarks.processes import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results" / "latest.json"
-NAMES = ("index", "retrieval", "answer", "llm", "scale", "eval", "app")
+NAMES = ("index", "retrieval", "answer", "llm", "scale", "eval", "app", "concurrency")
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,16 @@ class Sizes:
     app_questions: int
     eval_cold_runs: int
     eval_cached_runs: int
+    concurrent_users: int = 20
+    concurrent_messages: int = 5
 
     @classmethod
     def full(cls) -> Sizes:
-        return cls(3, 20, 200, 100_000, 2000, 200, 100, 3, 40, 3, 20, 1, 3)
+        return cls(3, 20, 200, 100_000, 2000, 200, 100, 3, 40, 3, 20, 1, 3, 20, 5)
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(1, 5, 50, 10_000, 500, 50, 20, 1, 10, 1, 5, 1, 1)
+        return cls(1, 5, 50, 10_000, 500, 50, 20, 1, 10, 1, 5, 1, 1, 5, 2)
 
 
 def run_section(
@@ -91,6 +93,10 @@ def run_section(
         from benchmarks import bench_app
 
         return bench_app.run(base().data_dir, sizes.app_starts, sizes.app_questions)
+    if name == "concurrency":
+        from benchmarks import concurrency
+
+        return concurrency.run(base(), sizes.concurrent_users, sizes.concurrent_messages)
     raise ValueError(f"unknown benchmark {name!r}")
 
 
@@ -253,8 +259,17 @@ def main(argv: list[str] | None = None) -> int:
         return cached[0]
 
     sections, errors, seconds = run_all(args.names, sizes, base, args.suite.resolve(), log=log)
+    from benchmarks.concurrency import TARGETS as CONCURRENCY_TARGETS
+
     report = build_report(
-        sections, errors, seconds, command=command, sizes=sizes, quick=args.quick, machine=machine
+        sections,
+        errors,
+        seconds,
+        command=command,
+        sizes=sizes,
+        quick=args.quick,
+        machine=machine,
+        targets=TARGETS + CONCURRENCY_TARGETS,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 DEFAULT_REPLY = """\
 VERDICT: management
@@ -43,8 +44,10 @@ class Behaviour:
     ``kind`` is ``reply`` (answer ``text``, or the default reply), ``status`` (an
     OpenAI-style error body with ``status``), ``garbage`` (a 200 whose body is not
     JSON or SSE) or ``cut`` (send about half the reply, then drop the connection;
-    with ``clean`` the stream ends properly but without a finish reason or [DONE]).
-    ``delay`` seconds pass before the first byte is sent.
+    with ``clean`` the stream ends properly but without a finish reason or [DONE]) or
+    ``forever`` (stream ``text``, then ``filler`` every ``interval`` seconds until the
+    client goes away). ``delay`` seconds pass before the first byte is sent;
+    ``piece_chars`` streams the text in pieces of that many characters instead of words.
     """
 
     kind: str = "reply"
@@ -56,11 +59,28 @@ class Behaviour:
     delay: float = 0.0
     clean: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    piece_chars: int | None = None
+    filler: str = "and more "
+    interval: float = 0.01
 
 
-def reply(text: str | None = None, *, delay: float = 0.0, finish_reason: str = "stop") -> Behaviour:
+def reply(
+    text: str | None = None,
+    *,
+    delay: float = 0.0,
+    finish_reason: str = "stop",
+    piece_chars: int | None = None,
+) -> Behaviour:
     """Answer with ``text`` (the default well-formatted answer when None)."""
-    return Behaviour("reply", text=text, delay=delay, finish_reason=finish_reason)
+    return Behaviour(
+        "reply", text=text, delay=delay, finish_reason=finish_reason, piece_chars=piece_chars
+    )
+
+
+def forever(text: str, *, filler: str = "and more ", interval: float = 0.01) -> Behaviour:
+    """Stream ``text``, then ``filler`` every ``interval`` seconds, never finishing: a runaway
+    generation. It ends only when the client disconnects (counted in ``client_gone``)."""
+    return Behaviour("forever", text=text, filler=filler, interval=interval)
 
 
 def status(
@@ -99,6 +119,15 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any
+
+    @property
+    def route(self) -> str:
+        """The path without its query string or a trailing slash."""
+        return urlsplit(self.path).path.rstrip("/")
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.path).query))
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -142,8 +171,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
 
+    @property
+    def route(self) -> str:
+        """The request's path without its query string or a trailing slash."""
+        return urlsplit(self.path).path.rstrip("/")
+
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
+        if self.route.endswith("/models"):
             model = self.server.owner.model_name
             self._json(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
         else:
@@ -162,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
             )
         )
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        if not self.route.endswith("/chat/completions"):
             self._json(404, {"error": {"message": f"Unknown path {self.path}.", "type": "nf"}})
             return
         behaviour = owner._next()
@@ -188,6 +222,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         text = self.server.owner.default_reply if behaviour.text is None else behaviour.text
+        if behaviour.kind == "forever" and not body.get("stream"):
+            self._trickle(behaviour)
+            return
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             self._stream(text, body, model, include_usage, behaviour)
@@ -238,7 +275,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": model}
         base["created"] = int(time.time())
-        pieces = _pieces(text)
+        size = b.piece_chars
+        pieces = [text[i : i + size] for i in range(0, len(text), size)] if size else _pieces(text)
         events: list[dict[str, Any]] = [
             {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
         ]
@@ -248,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         end = {"index": 0, "delta": {}, "finish_reason": b.finish_reason}
         events.append({**base, "choices": [end]})
-        if include_usage:
+        if include_usage and b.kind != "forever":
             events.append({**base, "choices": [], "usage": self._usage(body, text)})
         lines = [f"data: {json.dumps(e)}\n\n".encode() for e in events] + [b"data: [DONE]\n\n"]
         if b.kind == "cut":
@@ -260,11 +298,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         delay = self.server.owner.token_delay
-        for line in lines:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
-            self.wfile.flush()
-            if delay:
-                time.sleep(delay)
+        if b.kind == "forever":
+            lines = lines[: 1 + len(pieces)]  # the role and the text; no finish, no [DONE]
+        try:
+            for line in lines:
+                self._chunk(line)
+                if delay:
+                    time.sleep(delay)
+            while b.kind == "forever" and not self.server.owner._stopping.is_set():
+                more = {"index": 0, "delta": {"content": b.filler}, "finish_reason": None}
+                self._chunk(f"data: {json.dumps({**base, 'choices': [more]})}\n\n".encode())
+                time.sleep(b.interval)
+        except (BrokenPipeError, ConnectionResetError):
+            self.server.owner._gone()
+            raise
         if b.kind == "cut" and not b.clean:
             # Drop the connection without the closing zero-length chunk: a broken stream.
             self.close_connection = True
@@ -272,6 +319,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _trickle(self, b: Behaviour) -> None:
+        """A non-streamed answer whose body never ends: a byte at a time, forever."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            self._chunk(b'{"id": "chatcmpl-test", "choices": [{"message": {"content": "')
+            while not self.server.owner._stopping.is_set():
+                self._chunk(b.filler.encode())
+                time.sleep(b.interval)
+        except (BrokenPipeError, ConnectionResetError):
+            self.server.owner._gone()
+            raise
 
     def _json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._send(code, json.dumps(payload).encode(), "application/json", headers)
@@ -319,6 +385,8 @@ class OpenAIServer:
         self.token_delay = token_delay
         self.requests: list[RecordedRequest] = []
         self.reported_usage: list[dict[str, int]] = []  # usage blocks sent, in order
+        self.default_behaviour = reply()  # what a request gets when nothing is queued
+        self.client_gone = 0  # answers the client stopped reading (the connection closed)
         self._queue: list[Behaviour] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -358,15 +426,19 @@ class OpenAIServer:
 
     @property
     def chat_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path.rstrip("/").endswith("/chat/completions")]
+        return [r for r in self.requests if r.route.endswith("/chat/completions")]
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
 
+    def _gone(self) -> None:
+        with self._lock:
+            self.client_gone += 1
+
     def _next(self) -> Behaviour:
         with self._lock:
-            return self._queue.pop(0) if self._queue else reply()
+            return self._queue.pop(0) if self._queue else self.default_behaviour
 
 
 def unused_port() -> int:
@@ -384,11 +456,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--token-delay", type=float, default=0.0, help="seconds between streamed chunks"
     )
+    parser.add_argument(
+        "--forever", action="store_true", help="after the reply, keep streaming and never finish"
+    )
     args = parser.parse_args(argv)
     text = args.reply_file.read_text(encoding="utf-8") if args.reply_file else DEFAULT_REPLY
     server = OpenAIServer(
         port=args.port, default_reply=text, model_name=args.model, token_delay=args.token_delay
     )
+    if args.forever:
+        server.default_behaviour = forever(text.rsplit("\n---\n", 1)[0] + "\n")
     server.start()
     print(f"OpenAI-compatible test server on {server.base_url} (Ctrl+C to stop)", file=sys.stderr)
     try:

@@ -70,7 +70,7 @@ def run_report(
 
 @pytest.fixture(scope="module")
 def report(data: CoachData, tiny_suite: Path, tmp_path_factory) -> dict[str, Any]:
-    names = [n for n in NAMES if n != "app"]
+    names = [n for n in NAMES if n not in ("app", "concurrency")]  # concurrency: own test
     result, errors = run_report(names, data, tiny_suite, tmp_path_factory.mktemp("bench-data"))
     assert errors == {}
     return result

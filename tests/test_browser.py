@@ -214,3 +214,45 @@ def test_chat_upload_and_reload_in_a_real_browser(app_url, browser, tmp_path) ->
         docs.mkdir(exist_ok=True)
         shutil.copyfile(shot, docs / "screenshot.png")
     page.close()
+
+
+FOLLOW_SITUATION = (
+    "I coordinate volunteers at a food bank, about thirty people across three weekday "
+    "shifts. The Tuesday crew packs boxes their own way and ignores the checklist the other "
+    "shifts use, so families get boxes with missing items. I've already reminded them about "
+    "the checklist twice in our group chat. How do I get the Tuesday crew on board?"
+)
+
+
+def test_follow_ups_in_a_real_browser(app_url, browser) -> None:
+    """A typed follow-up is answered as one, and a suggested question is sent as theirs."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.goto(app_url)
+    main = page.get_by_test_id("stMainBlockContainer")
+    box = page.get_by_test_id("stChatInputTextArea")
+    expect(box).to_be_editable(timeout=WAIT_MS)
+    box.fill(FOLLOW_SITUATION)
+    box.press("Enter")
+    expect(main.get_by_text(BADGE)).to_have_count(1, timeout=WAIT_MS)
+    wait_idle(page)
+    expect(main.get_by_text("How do I get the Tuesday crew on board?").first).to_be_visible()
+
+    # A follow-up question, typed: the answer is about it, without the verdict's reasons again.
+    follow = "What do I say to the Tuesday shift lead first?"
+    box.fill(follow)
+    box.press("Enter")
+    expect(main.get_by_text(BADGE)).to_have_count(2, timeout=WAIT_MS)
+    wait_idle(page)
+    answers = main.get_by_test_id("stChatMessage").filter(has=page.get_by_text(BADGE))
+    expect(answers.nth(1).get_by_text(re.compile(r"You asked:"))).to_be_visible()
+    expect(answers.nth(1).get_by_text(follow)).to_be_visible()
+
+    # A suggested question: clicking it sends it as the person's next message.
+    suggested = answers.nth(1).get_by_role("button").filter(has_text=re.compile(r"\?$"))
+    label = suggested.last.inner_text().strip().splitlines()[-1]  # after the icon's name
+    suggested.last.click()
+    expect(main.get_by_text(BADGE)).to_have_count(3, timeout=WAIT_MS)
+    wait_idle(page)
+    users = main.get_by_test_id("stChatMessage").filter(has_not=page.get_by_text(BADGE))
+    expect(users.filter(has_text=label).first).to_be_visible()
+    page.close()

@@ -11,6 +11,7 @@ import pytest
 from app.answer import AnswerMeta, CoachingAnswer, CoachRequest
 from app.canary import WITHHELD, CanaryFilter, canary_spans, has_canary, hold_from, without_canary
 from app.coach import Coach
+from app.engines.base import LOCAL_LLM
 from app.guard import enforce_canary, load_rules
 from app.prompts import load_prompt
 from tests.coach_env import shared_env
@@ -192,6 +193,7 @@ class ChunkEngine:
 
     name = "fake"
     model = "chunk-model"
+    capabilities = LOCAL_LLM  # answers through the prompt, so the canary applies
 
     def __init__(self) -> None:
         self.chunks: list[str] = []

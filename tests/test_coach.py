@@ -6,8 +6,9 @@ import pytest
 
 from app.answer import AnswerMeta, CoachingAnswer, Turn
 from app.coach import Coach, make_engine
-from app.engines.base import Engine
+from app.engines.base import REMOTE_LLM, Engine
 from app.engines.fake import FakeEngine
+from app.engines.llm import LLMEngine
 from app.engines.offline import OfflineEngine
 from app.errors import ConfigError, LLMError
 from app.settings import Settings
@@ -110,7 +111,7 @@ def test_citations_outside_the_retrieved_set_are_dropped_and_counted():
 
 def test_second_opinion_when_engines_disagree():
     fake = FakeEngine([scripted(verdict="leadership", focus=["L1"])])
-    fake.name = "llm"  # the second opinion applies to remote engines
+    fake.capabilities = REMOTE_LLM  # a language model: its verdict gets a second opinion
     situation = (
         "We have three projects and two people, the budget for contractors was cut and I "
         "need to decide who works on what and how to split the hours between them."
@@ -124,7 +125,7 @@ def test_second_opinion_when_engines_disagree():
 
 def test_no_second_opinion_note_when_engines_agree():
     fake = FakeEngine([scripted(verdict="management", focus=["M2"])])
-    fake.name = "llm"
+    fake.capabilities = REMOTE_LLM
     situation = (
         "We have three projects and two people, the budget for contractors was cut and I "
         "need to decide who works on what and how to split the hours between them."
@@ -194,5 +195,6 @@ def test_make_engine_llm_without_configuration_says_what_to_do():
 
 def test_auto_engine_is_offline_without_a_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    assert make_engine("auto", Settings(llm_base_url=None)).name == "offline"
-    assert make_engine("auto", Settings(llm_base_url="http://127.0.0.1:9/v1")).name == "llm"
+    assert isinstance(make_engine("auto", Settings(llm_base_url=None)), OfflineEngine)
+    auto = make_engine("auto", Settings(llm_base_url="http://127.0.0.1:9/v1"))
+    assert isinstance(auto, LLMEngine) and auto.capabilities.remote

@@ -6,6 +6,7 @@ import pytest
 
 from app.answer import AnswerMeta, CoachingAnswer
 from app.coach import Coach
+from app.engines.base import REMOTE_LLM
 from app.engines.fake import FakeEngine
 from app.engines.offline import OfflineEngine
 from app.guard import enforce_canary, load_rules, mask_personal_data
@@ -103,7 +104,7 @@ def test_prompt_extraction_inside_a_real_situation_is_declined_but_coached():
 
 def test_personal_data_is_masked_before_the_engine_and_the_answer_says_so():
     fake = FakeEngine(default=CoachingAnswer(verdict="management", focus=["M3"], coaching="x"))
-    fake.name = "llm"
+    fake.capabilities = REMOTE_LLM
     text = (
         "My report dana.k@example.com (phone +1 555 0142 337, SSN 123-45-6789) keeps missing "
         "deadlines and nobody tracks the status of her work."
@@ -144,7 +145,7 @@ def test_non_english_offline_answers_in_english_and_says_so(text, language):
 
 def test_non_english_goes_to_the_llm_with_the_language():
     fake = FakeEngine(default=CoachingAnswer(verdict="management", focus=["M1"], coaching="x"))
-    fake.name = "llm"
+    fake.capabilities = REMOTE_LLM
     fake_coach(fake).ask(
         "Mi equipo no sabe cuáles son los objetivos y nadie sabe quién es responsable de cada "
         "tarea. Los plazos se retrasan cada semana."

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from app.answer import CoachingAnswer, Turn
 from app.coach import Coach
+from app.engines.base import REMOTE_LLM
 from app.engines.fake import FakeEngine
 from app.engines.llm import LLMEngine
 from app.guard import load_rules
@@ -90,7 +91,7 @@ def test_the_llm_server_never_receives_earlier_personal_data_or_injections(
 
 def test_earlier_turns_reach_the_engine_screened() -> None:
     fake = FakeEngine([scripted(), scripted()])
-    fake.name = "llm"
+    fake.capabilities = REMOTE_LLM
     coach = fake_coach(fake)
     history = [
         Turn(role="user", text=FIRST),

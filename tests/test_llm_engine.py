@@ -5,18 +5,11 @@ import re
 import pytest
 
 from app.answer import CoachingAnswer, CoachRequest, Turn, Usage
-from app.engines.base import Engine
+from app.engines.base import REMOTE_LLM, Engine
 from app.engines.fake import FakeEngine
-from app.engines.llm import (
-    FALLBACK_NOTICE,
-    LENGTH_NOTICE,
-    AnswerReader,
-    FormatError,
-    LLMEngine,
-    parse_answer,
-    parse_header,
-    render_history,
-)
+from app.engines.llm import FALLBACK_NOTICE, LENGTH_NOTICE, LLMEngine
+from app.engines.llm_prompt import render_history
+from app.engines.reply_format import AnswerReader, FormatError, parse_answer, parse_header
 from app.errors import ConfigError, LLMError
 from app.knowledge import load_knowledge
 from app.passages import ScoredPassage
@@ -389,7 +382,7 @@ def test_construction_and_describe_touch_no_network(openai_server: OpenAIServer)
 def test_describe_defaults_to_openai():
     engine = LLMEngine(Settings(llm_base_url=None, llm_api_key=KEY))
     assert engine.describe()["host"] == "api.openai.com"
-    assert engine.name == "llm" and engine.model == "gpt-4o-mini"
+    assert engine.capabilities == REMOTE_LLM and engine.model == "gpt-4o-mini"
 
 
 def test_no_key_and_no_base_url_is_a_config_error(monkeypatch):
@@ -410,49 +403,54 @@ def test_base_url_without_key_sends_a_placeholder(openai_server: OpenAIServer, m
 
 
 @pytest.mark.parametrize(
-    "header, expected",
+    "header, trailer, expected",
     [
         (
-            "VERDICT: both\nCONFIDENCE: 0.6\nFOCUS: M3, L3\nCITATIONS: a#1, b#2\nSUMMARY: s\nQUESTIONS: q?",
+            "VERDICT: both\nFOCUS: M3, L3",
+            "CONFIDENCE: 0.6\nCITATIONS: a#1, b#2\nSUMMARY: s\nQUESTIONS: q?",
             ("both", 0.6, ["M3", "L3"], ["a#1", "b#2"], ["q?"]),
         ),
         (
-            "**VERDICT:** Leadership\n**CONFIDENCE:** 71%\n**FOCUS:** L1 and L2\nCITATIONS: [a#1]",
+            "**VERDICT:** Leadership\n**FOCUS:** L1 and L2",
+            "**CONFIDENCE:** 71%\nCITATIONS: [a#1]",
             ("leadership", 0.71, ["L1", "L2"], ["a#1"], []),
         ),
         (
-            "```\nVERDICT: management\nCONFIDENCE: 1\nFOCUS: M1, M1, M2, M3, L1\nCITATIONS: none\n"
-            "QUESTIONS: none",
+            "```\nVERDICT: management\nFOCUS: M1, M1, M2, M3, L1",
+            "CONFIDENCE: 1\nCITATIONS: none\nQUESTIONS: none",
             ("management", 1.0, ["M1", "M2", "M3"], [], []),
         ),
         (
-            "VERDICT: unclear\nQUESTIONS: a? | b? | c? | d?\nFOCUS: M1",
+            "VERDICT: unclear\nFOCUS: M1",
+            "QUESTIONS: a? | b? | c? | d?",
             (None, 0.0, [], [], ["a?", "b?", "c?"]),
         ),
-        ("VERDICT: management\nFOCUS: M1", ("management", 0.0, ["M1"], [], [])),
+        ("VERDICT: management\nFOCUS: M1", "", ("management", 0.0, ["M1"], [], [])),
     ],
     ids=["plain", "markdown-and-percent", "fenced-duplicates", "unclear", "short-no-trailer"],
 )
-def test_parse_header_accepts(header: str, expected):
-    parsed = parse_header(header)
+def test_parse_header_accepts(header: str, trailer: str, expected):
+    parsed = parse_header(header, trailer)
     got = (parsed.verdict, parsed.confidence, parsed.focus, parsed.citations, parsed.questions)
     assert got == expected
 
 
 @pytest.mark.parametrize(
-    "header, problem",
+    "header, trailer, problem",
     [
-        ("CONFIDENCE: 0.5\nFOCUS: M1", "no VERDICT line"),
-        ("VERDICT: management\nCONFIDENCE: high\nFOCUS: M1", "CONFIDENCE must be a number"),
-        ("VERDICT: management\nCONFIDENCE: 150\nFOCUS: M1", "between 0.0 and 1.0"),
-        ("VERDICT: management\nCONFIDENCE: 0.5\nFOCUS: M4", "FOCUS needs"),
-        ("VERDICT: unclear\nQUESTIONS: none", "no follow-up question"),
-        ("VERDICT: both\nwell, it depends", "is not one of 'KEY: value'"),
+        ("FOCUS: M1", "CONFIDENCE: 0.5", "no VERDICT line"),
+        ("VERDICT: management\nFOCUS: M1", "CONFIDENCE: high", "CONFIDENCE must be a number"),
+        ("VERDICT: management\nFOCUS: M1", "CONFIDENCE: 150", "between 0.0 and 1.0"),
+        ("VERDICT: management\nFOCUS: M4", "CONFIDENCE: 0.5", "FOCUS needs"),
+        ("VERDICT: unclear", "QUESTIONS: none", "no follow-up question"),
+        ("VERDICT: both\nwell, it depends", "", "is not one of 'KEY: value'"),
+        ("VERDICT: both\nCONFIDENCE: 0.5\nFOCUS: M1", "", "CONFIDENCE belongs after"),
+        ("VERDICT: both\nFOCUS: M1", "VERDICT: both", "VERDICT belongs before"),
     ],
 )
-def test_parse_header_rejects(header: str, problem: str):
+def test_parse_header_rejects(header: str, trailer: str, problem: str):
     with pytest.raises(FormatError, match=problem):
-        parse_header(header)
+        parse_header(header, trailer)
 
 
 def test_reader_fails_on_the_first_line_of_chatter():
@@ -508,35 +506,30 @@ def test_trailer_questions_and_confidence(openai_server: OpenAIServer):
     assert answer.summary.startswith("Work slips") and len(answer.citations) == 2
 
 
-def test_unclear_questions_may_come_in_the_header_or_the_trailer():
-    for text in (UNCLEAR, OLD_UNCLEAR):
-        header, coaching = parse_answer(text)
-        assert header.verdict is None and header.confidence == 0.2
-        assert header.questions == [
-            "What is happening in your team?",
-            "What have you tried so far?",
-        ]
-        assert coaching == "Tell me a little more about the situation."
+def test_unclear_questions_come_in_the_trailer():
+    header, coaching = parse_answer(UNCLEAR)
+    assert header.verdict is None and header.confidence == 0.2
+    assert header.questions == [
+        "What is happening in your team?",
+        "What have you tried so far?",
+    ]
+    assert coaching == "Tell me a little more about the situation."
     with pytest.raises(FormatError, match="no follow-up question"):
         parse_answer("VERDICT: unclear\n---\nTell me more.\n")
 
 
 @pytest.mark.parametrize("size", [1, 4, len(OLD_REPLY)])
-def test_the_old_six_line_format_is_still_read(size: int):
-    shown, reader = feed_in_pieces(OLD_REPLY, size)
-    header, coaching = reader.finish()
-    assert "".join(shown) == coaching == "Track the work weekly (M3) and rebuild trust (L3)."
-    assert (header.verdict, header.confidence, header.focus) == ("both", 0.64, ["M3", "L3"])
-    assert header.citations == ["management-vs-leadership#management-4"]
-    assert header.summary == "Follow-up is missing and trust is thin."
-    assert header.questions == ["Who checks progress today?"]
+def test_the_old_six_line_format_is_refused(size: int):
+    with pytest.raises(FormatError, match="CONFIDENCE belongs after the coaching"):
+        shown, reader = feed_in_pieces(OLD_REPLY, size)
+        reader.finish()
 
 
-def test_the_old_format_through_the_engine(openai_server: OpenAIServer):
-    openai_server.enqueue(OLD_REPLY)
+def test_the_old_format_through_the_engine_is_repaired(openai_server: OpenAIServer):
+    openai_server.enqueue(OLD_REPLY, DEFAULT_REPLY)
     chunks, answer = ask(make_engine(openai_server.base_url))
-    assert "".join(chunks) == answer.coaching
-    assert (answer.verdict, answer.confidence) == ("both", 0.64) and not answer.meta.repaired
+    assert answer.coaching == DEFAULT_COACHING and answer.meta.repaired
+    assert "Track the work weekly" not in "".join(chunks), "the refused header shows nothing"
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ COACHING = (
     "Meet each engineer alone this week and ask what changed for them in the reorg."
 )
 QUESTION = "What did each of them lose in the reorg?"
+ASK_NEXT = "How do I open that conversation?"
 _ESCAPED = re.compile(r"\\([\\`*_{}\[\]<>#|~$+\-=.)])")
 
 
@@ -179,18 +180,35 @@ def test_a_rerun_redraws_the_same_answer_without_asking_again(app: Harness) -> N
     assert len(app.engine.calls) == 1
 
 
-def test_clicking_a_follow_up_question_sends_it_with_the_conversation_so_far(
+def test_clicking_a_suggested_question_sends_it_with_the_conversation_so_far(
     app: Harness,
 ) -> None:
-    app.engine.enqueue(app.answer(), app.answer(coaching="Ask them both, separately."))
+    app.engine.enqueue(
+        app.answer(suggested_questions=[ASK_NEXT]),
+        app.answer(coaching="Ask them both, separately."),
+    )
+    at = send(app.tab(), SITUATION)
+    next(b for b in at.main.button if b.label == ASK_NEXT).click()
+    at.run()
+    assert_clean(at)
+    assert app.engine.calls[1].situation == ASK_NEXT
+    assert [t.text for t in app.engine.calls[1].history] == [SITUATION, COACHING]
+    assert chat_texts(at, "user") == [SITUATION, ASK_NEXT]
+    assert "Ask them both, separately." in chat_texts(at, "assistant")
+
+
+def test_clicking_the_coachs_question_puts_it_above_the_input_to_answer(app: Harness) -> None:
+    app.engine.enqueue(app.answer(), app.answer(coaching="That changes things."))
     at = send(app.tab(), SITUATION)
     next(b for b in at.main.button if b.label == QUESTION).click()
     at.run()
     assert_clean(at)
-    assert app.engine.calls[1].situation == QUESTION
-    assert [t.text for t in app.engine.calls[1].history] == [SITUATION, COACHING]
-    assert chat_texts(at, "user") == [SITUATION, QUESTION]
-    assert "Ask them both, separately." in chat_texts(at, "assistant")
+    assert len(app.engine.calls) == 1  # nothing was sent on their behalf
+    assert any(QUESTION in unescape(i.value) for i in at.info)
+    at.chat_input[0].set_value("They each lost a direct report.").run()
+    assert_clean(at)
+    assert app.engine.calls[1].situation == "They each lost a direct report."
+    assert not any(QUESTION in unescape(i.value) for i in at.info)  # answered: gone
 
 
 def test_clarifying_answer_shows_needs_more_detail(app: Harness) -> None:

@@ -6,14 +6,17 @@ import re
 from collections.abc import Iterator
 
 from app.answer import CoachingAnswer, CoachRequest
-from app.engines.base import EngineEvent
+from app.engines.base import LOCAL_LLM, Capabilities, EngineEvent
 
 
 class FakeEngine:
     """Answers from a queue of scripted replies (an answer or an exception to raise).
 
     With an empty queue it answers ``default`` if given, else raises AssertionError,
-    so a test never gets an answer it did not script.
+    so a test never gets an answer it did not script. By default it declares the
+    capabilities of a language model on this machine (a prompt and a second opinion,
+    nothing sent away); a test of what happens for a remote model passes
+    ``capabilities=REMOTE_LLM``.
     """
 
     name = "fake"
@@ -24,15 +27,24 @@ class FakeEngine:
         *,
         default: CoachingAnswer | None = None,
         model: str = "fake-model",
+        capabilities: Capabilities = LOCAL_LLM,
     ) -> None:
         self.replies: list[CoachingAnswer | Exception] = list(replies or [])
         self.default = default
         self.model = model
+        self.capabilities = capabilities
+        self.warmed_up = False
         self.calls: list[CoachRequest] = []
 
     def enqueue(self, *replies: CoachingAnswer | Exception) -> FakeEngine:
         self.replies.extend(replies)
         return self
+
+    def describe(self) -> dict[str, str]:
+        return {"engine": self.name, "model": self.model}
+
+    def warm_up(self) -> None:
+        self.warmed_up = True
 
     def run(self, request: CoachRequest) -> Iterator[EngineEvent]:
         self.calls.append(request)

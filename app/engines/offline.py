@@ -1,38 +1,26 @@
-"""The offline engine: the local classifier's verdict, and coaching composed from the article.
+"""The offline engine: the local classifier's verdict, and coaching composed from the move
+library and the article, about this person's situation.
 
-It needs no network, no key and no model download. The verdict and focus come
-from the request (the pipeline runs the classifier once for every engine); this
-engine turns them into coaching that quotes the person's own words, using the
-templates in ``prompts/offline.yaml``. Below the confidence threshold it asks
-follow-up questions instead of guessing. It is deterministic.
+It needs no network, no key and no model download. The pipeline (``app.coach``) runs the
+classifier, reads the situation (``app.reading``) and matches the move library
+(``app.move_match``) once for every engine; this engine composes the answer from them
+(``app.offline_compose``) with the wording of ``prompts/offline.yaml``. A follow-up is
+answered as one: a new question is answered about that question; more detail (or an
+answer to the coach's question) updates the reading and the advice. It is deterministic.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from functools import lru_cache
-from pathlib import Path
 
-import yaml
-
-from app.answer import AnswerMeta, CoachingAnswer, CoachRequest, Evidence
-from app.engines.base import EngineEvent
-from app.passages import FOCUS_NAMES, focus_side
+from app.answer import AnswerMeta, CoachingAnswer, CoachRequest
+from app.engines.base import Capabilities, EngineEvent
+from app.moves import load_actions
+from app.offline_compose import compose, main_question
+from app.offline_templates import OfflineTemplates, load_templates
+from app.passages import FOCUS_NAMES
 from app.settings import Settings
-
-TEMPLATES_FILE = "offline.yaml"
-_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
-
-
-@lru_cache(maxsize=4)
-def load_templates(prompts_dir: Path) -> dict:
-    return yaml.safe_load((prompts_dir / TEMPLATES_FILE).read_text(encoding="utf-8"))
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z][a-z'-]*", text.lower()))
-
 
 SURE_WORDS = 40  # a description this long always gets a verdict
 TOO_SHORT_WORDS = 8  # below this there is nothing to judge
@@ -46,46 +34,26 @@ def _nothing_to_judge(situation: str, confidence: float, settings: Settings) -> 
     return words < TOO_SHORT_WORDS or confidence < settings.min_confidence
 
 
-def quotes_for(focus: list[str], evidence: list[Evidence]) -> dict[str, str]:
-    """For each focus code, the person's sentence the classifier read as that code (or,
-    failing that, as that code's side); never a sentence read as the other side."""
-    details: dict[str, str] = {}
-    used: set[str] = set()
-    for exact in (True, False):
-        for code in focus:
-            if code in details:
-                continue
-            for item in evidence:
-                fits = item.code == code if exact else item.side == focus_side(code)
-                if fits and item.text not in used:
-                    details[code] = _shorten(item.text)
-                    used.add(item.text)
-                    break
-    return details
-
-
-def _shorten(sentence: str, max_words: int = 22) -> str:
-    words = sentence.strip().rstrip(".!?").split()
-    text = " ".join(words[:max_words])
-    return text + ("…" if len(words) > max_words else "")
-
-
-def find_people(situation: str, templates: dict) -> str:
-    lowered = _words(situation)
-    for noun in templates["people"]:
-        if noun in lowered:
-            return f"your {noun}"
-    return "your team"
+def is_follow_up(request: CoachRequest) -> bool:
+    return any(t.role == "user" for t in request.history)
 
 
 class OfflineEngine:
-    """Coaching from the local classifier and the article, with no language model."""
+    """Coaching from the local classifier, the move library and the article; no model."""
 
     name = "offline"
     model = "local-classifier"
+    capabilities = Capabilities(remote=False, uses_prompt=False, second_opinion=False)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    def describe(self) -> dict[str, str]:
+        return {"engine": self.name, "model": self.model}
+
+    def warm_up(self) -> None:
+        load_templates(self.settings.prompts_dir)
+        load_actions(self.settings.knowledge_dir)
 
     def run(self, request: CoachRequest) -> Iterator[EngineEvent]:
         answer = self.answer(request)
@@ -99,35 +67,32 @@ class OfflineEngine:
         meta = AnswerMeta(engine=self.name, model=self.model)
         verdict = request.local_verdict
         confidence = round(request.local_confidence, 4)
-        if verdict is None or _nothing_to_judge(request.situation, confidence, self.settings):
+        follow_up = is_follow_up(request)
+        judged_text = request.context or request.situation
+        if verdict is None or _nothing_to_judge(judged_text, confidence, self.settings):
             return self._clarify(request, templates, meta)
         focus = list(request.local_focus)[:3]
-        people = find_people(request.situation, templates)
-        details = quotes_for(focus, request.local_evidence)
-
-        why = [templates["openings"][verdict]]
-        for code in focus:
-            block = templates["focus"][code]
-            line = block["why"].format(people=people)
-            if code in details:
-                line += " " + templates["connectors"]["detail"].format(detail=details[code])
-            why.append(line)
-        steps = []
-        for code in focus:
-            for step in templates["focus"][code]["steps"]:
-                steps.append(step.format(people=people))
-        watch = [templates["focus"][code]["watch"] for code in focus]
-        phrase = templates["verdict_phrases"][verdict]
-        coaching = "\n\n".join(
-            [
-                templates["why_intro"].format(verdict_phrase=phrase),
-                "\n\n".join(why),
-                templates["steps_intro"],
-                "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1)),
-                templates["watch_intro"],
-                "\n".join(f"- {w}" for w in watch),
-                templates["closing"],
-            ]
+        reading = request.reading
+        question = main_question(reading.questions) if reading is not None else None
+        lead_in = None
+        if follow_up:
+            # A new question is answered about that question; anything else (more detail,
+            # an answer to the coach's question) updates the reading of the whole situation.
+            question = main_question(request.turn_questions)
+            lead_in = templates.follow_up_answer if question is None else None
+        composed = compose(
+            verdict=verdict,
+            focus=focus,
+            evidence=request.local_evidence,
+            reading=reading,
+            situations=[m.situation for m in request.moves],
+            question=question,
+            question_situation=request.question_move.situation if request.question_move else None,
+            question_closeness=request.question_move.score if request.question_move else 0.0,
+            action_labels=load_actions(self.settings.knowledge_dir),
+            templates=templates,
+            lead_in=lead_in,
+            brief=follow_up and question is not None,
         )
         names = ", ".join(FOCUS_NAMES[c].lower() for c in focus)
         citations = [sp.passage.id for sp in request.passages if sp.passage.code in focus]
@@ -137,37 +102,41 @@ class OfflineEngine:
             if sp.passage.kind == "paragraph" and sp.passage.side == verdict
         ]
         citations += side_paragraphs[:1]
-        questions = [templates["follow_ups"][c] for c in focus if c not in details][:2]
         return CoachingAnswer(
             verdict=verdict,
             confidence=confidence,
             focus=focus,
-            summary=templates["summaries"][verdict].format(focus_names=names),
-            coaching=coaching,
-            follow_up_questions=questions,
+            summary=templates.summaries[verdict].format(focus_names=names),
+            coaching=composed.coaching,
+            follow_up_questions=composed.questions,
+            suggested_questions=composed.suggested,
             citations=citations,
+            reading=reading,
             meta=meta,
         )
 
-    def _clarify(self, request: CoachRequest, templates: dict, meta: AnswerMeta) -> CoachingAnswer:
+    def _clarify(
+        self, request: CoachRequest, templates: OfflineTemplates, meta: AnswerMeta
+    ) -> CoachingAnswer:
         guess = request.local_verdict or "neither"
         ranked = sorted(
             request.local_focus_scores, key=request.local_focus_scores.get, reverse=True
         )
-        questions = [templates["follow_ups"][c] for c in ranked[:3]] or [
-            templates["follow_ups"]["M1"],
-            templates["follow_ups"]["L3"],
+        questions = [templates.focus[c].follow_up for c in ranked[:3]] or [
+            templates.focus["M1"].follow_up,
+            templates.focus["L3"].follow_up,
         ]
-        coaching = templates["clarify_coaching"].format(
+        coaching = templates.clarify_coaching.format(
             guess=guess, confidence=f"{request.local_confidence:.0%} sure"
         )
         coaching += "\n\n" + "\n".join(f"- {q}" for q in questions[:3])
-        coaching += "\n\n" + templates["closing"]
+        coaching += "\n\n" + templates.closing
         return CoachingAnswer(
             verdict=None,
             confidence=round(request.local_confidence, 4),
-            summary=templates["clarify_summary"],
+            summary=templates.clarify_summary,
             coaching=coaching,
             follow_up_questions=questions[:3],
+            reading=request.reading,
             meta=meta,
         )

@@ -25,7 +25,9 @@ RUN_EPILOG = """metrics for --fail-under and --fail-over (those a run has; see t
              verdict_macro_f1, verdict_ece (expected calibration error, lower is better),
              focus_precision, focus_recall, focus_f1
   checks     citation_validity, format_validity, must_mention_rate, must_not_mention_rate,
-             redteam_pass_rate, behaviours.<behaviour>, judge_mean
+             redteam_pass_rate, behaviours.<behaviour>, judge_mean, usefulness_mean
+  coaching   answers_question_rate, no_repeat_rate, quote_support_rate, specificity_mean,
+             step_diversity_max_share (lower is better)
   safety     safety_recall_<crisis|unethical|prompt_leak|off_topic>, stop_kind_accuracy,
              false_stop_rate (lower is better), safety_cases
   run        latency_p50_ms, latency_p95_ms, total_tokens, cost_usd, errors, cases, cached
@@ -133,6 +135,24 @@ def check_thresholds(
     return results, missed
 
 
+def subset(suite, tags: str | None, limit: int | None):
+    """The suite's cases with any of ``tags``, thinned evenly to ``limit`` (a dev subset)."""
+    import dataclasses
+
+    cases = suite.cases
+    if tags:
+        wanted = {t.strip() for t in tags.split(",") if t.strip()}
+        cases = tuple(c for c in cases if wanted & set(c.tags))
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError("--limit must be 1 or more.")
+        if len(cases) > limit:
+            cases = tuple(cases[i * len(cases) // limit] for i in range(limit))
+    if not cases:
+        raise ConfigError(f"No case of suite '{suite.name}' has the tags {tags}; check --tags.")
+    return dataclasses.replace(suite, cases=cases)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from app.evals.reports import run_html, run_junit, run_markdown
     from app.evals.runner import Target, default_out, open_cache, run_eval, write_run
@@ -144,14 +164,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more.")
     suites = load_suites([Path(p) for p in args.suites])
+    suites = [subset(s, args.tags, args.limit) for s in suites]
     check_names(thresholds, [s.name for s in suites])
     settings = get_settings()
     target = Target.from_settings(args.engine, args.prompt, settings)
-    judge = None
+    judge = usefulness = None
     if args.judge:
         from app.evals.judge import llm_judge
+        from app.evals.runner import USEFULNESS_PROMPT
 
         judge = llm_judge(settings)
+        usefulness = llm_judge(settings, USEFULNESS_PROMPT)
     cache = open_cache(settings)
     try:
         record = run_eval(
@@ -161,6 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             cache=cache,
             read_cache=not args.no_cache,
             judge=judge,
+            usefulness=usefulness,
             progress=not args.quiet,
         )
     finally:
@@ -221,7 +245,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("suites", nargs="+", metavar="SUITE", help="suite files (.yaml or .jsonl)")
-    run.add_argument("--engine", choices=["offline", "llm", "auto"], help="override COACH_ENGINE")
+    run.add_argument(
+        "--engine", choices=["offline", "llm", "local", "auto"], help="override COACH_ENGINE"
+    )
     run.add_argument("--prompt", help="prompt name@version, e.g. coach@v2 (override COACH_PROMPT)")
     run.add_argument("--jobs", type=int, default=4, help="cases run in parallel (default 4)")
     run.add_argument(
@@ -237,9 +263,19 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--judge",
         action="store_true",
-        help="also rate each answer 1-5 with the LLM judge (prompts/judge); needs an LLM",
+        help="also rate each answer 1-5 with the LLM judge (prompts/judge), on the overall "
+        "rubric and on usefulness; needs an LLM",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--tags", help="only the cases with at least one of these tags (comma-separated)"
+    )
+    run.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="at most N cases per suite, taken evenly through the file (its order is kept)",
+    )
     run.set_defaults(func=cmd_run)
 
     compare = sub.add_parser(

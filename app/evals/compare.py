@@ -20,9 +20,17 @@ LOWER_IS_BETTER = {
     "cost_usd",
     "false_stop_rate",
     "verdict_ece",
+    "step_diversity_max_share",
 }
 # Counts that describe the run rather than grade it.
-NEUTRAL = {"cases", "cached", "redteam_cases", "safety_cases"}
+NEUTRAL = {
+    "cases",
+    "cached",
+    "redteam_cases",
+    "safety_cases",
+    "quote_support_cases",
+    "step_diversity_answers",
+}
 # Tables and case lists in a run's metrics, not metrics to compare one by one.
 DETAIL = {"per_class", "confusion", "reliability", "safety"}
 CONFIG_KEYS = ("engine", "model", "prompt", "prompt_sha256", "k", "code_version", "judge")

@@ -1,9 +1,19 @@
-"""The LLM judge: rates an answer 1 to 5 with the ``judge`` prompt, through the LLM seam."""
+"""The LLM judge: rates an answer 1 to 5 with the ``judge`` prompt, through the LLM seam.
+
+The judge has its own model (``COACH_JUDGE_MODEL``, on ``COACH_JUDGE_BASE_URL`` with
+``COACH_JUDGE_API_KEY``), because a model grading its own answers is a lenient judge.
+Without one it falls back to the coaching model and prints a warning that says how to
+set one. The coaching key goes only to the coaching server: a judge on another server
+gets ``COACH_JUDGE_API_KEY`` or no key. The run record names the judge's model and its
+server's address (without credentials or query).
+"""
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from app.answer import CoachingAnswer, Usage
@@ -42,13 +52,19 @@ Completer = Callable[[str, str], tuple[str, Usage | None]]
 class Judge:
     """LLM-as-judge: rates an answer 1 to 5 with the ``judge`` prompt, through the LLM seam."""
 
-    def __init__(self, prompt: Any, complete: Completer, model: str) -> None:
+    def __init__(
+        self, prompt: Any, complete: Completer, model: str, url: str | None = None
+    ) -> None:
         self.prompt = prompt  # an app.prompts.Prompt
         self.complete = complete
         self.model = model
+        self.url = url  # the server's address for the record, already without credentials
 
     def describe(self) -> dict[str, str]:
-        return {"prompt": self.prompt.ref, "sha256": self.prompt.sha256, "model": self.model}
+        described = {"prompt": self.prompt.ref, "sha256": self.prompt.sha256, "model": self.model}
+        if self.url:
+            described["url"] = self.url
+        return described
 
     def ask(self, situation: str, answer: CoachingAnswer) -> str:
         """The judge's raw reply (cacheable); ``parse_judgement`` turns it into a Score."""
@@ -58,17 +74,46 @@ class Judge:
 
 
 def llm_judge(settings: Any, ref: str = JUDGE_PROMPT) -> Judge:
-    """A judge on the configured LLM; a ConfigError when none is configured."""
+    """A judge on the judge's own model, or on the coaching model with a warning on stderr;
+    a ConfigError when neither is configured."""
+    from pydantic import SecretStr
+
     from app.errors import ConfigError
     from app.prompts import load_prompt
+    from app.urls import display_url
 
-    if not settings.llm_configured():
+    own = bool(settings.judge_model or settings.judge_base_url)
+    base_url = settings.judge_base_url or settings.llm_base_url
+    model = settings.judge_model or settings.llm_model
+    if settings.judge_api_key is not None:
+        key = settings.judge_api_key.get_secret_value()
+    elif base_url == settings.llm_base_url:
+        key = settings.api_key() or ""
+    else:
+        key = ""  # the coaching key is never sent to another server
+    if not key and not base_url:
         raise ConfigError(
-            "The judge needs an LLM: set OPENAI_API_KEY or COACH_LLM_BASE_URL, "
-            "or run without --judge."
+            "The judge needs an LLM: set COACH_JUDGE_MODEL and OPENAI_API_KEY (or "
+            "COACH_JUDGE_BASE_URL for an OpenAI-compatible server), or run without --judge."
+        )
+    url = display_url(base_url)
+    if not own:
+        _warn_once(
+            f"coach: warning: no judge model is set, so the judge grades with the coaching "
+            f"model ({model} at {url}); a model grading its own answers is a lenient judge. "
+            "Set COACH_JUDGE_MODEL (and COACH_JUDGE_BASE_URL and COACH_JUDGE_API_KEY for a "
+            "model on another server) to give the judge its own model."
         )
     from app.engines.llm import LLMEngine
 
-    engine = LLMEngine(settings)
+    judge_settings = settings.model_copy(
+        update={"llm_model": model, "llm_base_url": base_url, "llm_api_key": SecretStr(key)}
+    )
+    engine = LLMEngine(judge_settings, settings_env="COACH_JUDGE" if own else "COACH_LLM")
     prompt = load_prompt(ref, settings.prompts_dir)
-    return Judge(prompt, engine.complete, engine.model)
+    return Judge(prompt, engine.complete, model, url)
+
+
+@cache
+def _warn_once(text: str) -> None:
+    print(text, file=sys.stderr)

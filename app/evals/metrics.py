@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from app.evals.coaching_scorers import step_diversity
 from app.evals.scorers import LABELS, NOT_STOPPED, focus_counts, label, prf
 from app.evals.suites import STOP_KINDS
 
@@ -207,11 +208,74 @@ def safety_metrics(cases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _passed_share(cases: Sequence[Mapping[str, Any]], name: str) -> float | None:
+    """The share of ``cases`` whose score ``name`` passed; a case without an answer fails,
+    one the scorer could not score (value None) is left out."""
+    values = []
+    for c in cases:
+        if c.get("answer") is None:
+            values.append(0.0)
+        elif (v := _score_value(c, name)) is not None:
+            values.append(float(v >= 1))
+    return _rate(values)
+
+
+def coaching_metrics(
+    cases: Sequence[Mapping[str, Any]], article: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The coaching scorers over a run (``app.evals.coaching_scorers``).
+
+    ``answers_question_rate``: of the cases that give a question, the share whose answer's
+    opening addresses it. ``no_repeat_rate``: of the cases that say what was tried, the share
+    with no step repeating it. ``quote_support_rate``: of the answers that quote the person
+    as support for a focus, the share with no quote contradicting its focus
+    (``quote_support_cases`` of them). ``specificity_mean``: the mean share of sentences
+    about the situation itself. ``step_diversity_max_share``: the share of coached answers
+    (with a verdict) in which the most frequent step sentence appears (lower is better);
+    ``step_diversity_sentence`` is that sentence, ``step_diversity_step`` a step it was in.
+    """
+    out: dict[str, Any] = {}
+    asked = [c for c in cases if c["expected"].get("question")]
+    if asked:
+        out["answers_question_rate"] = _passed_share(asked, "answers_question")
+    tried = [c for c in cases if c["expected"].get("tried")]
+    if tried:
+        out["no_repeat_rate"] = _passed_share(tried, "no_repeat_of_tried")
+    answered = [c for c in cases if c.get("answer") is not None]
+    quoted = [v for c in answered if (v := _score_value(c, "quotes_support_focus")) is not None]
+    if quoted:
+        out["quote_support_rate"] = _rate([float(v >= 1) for v in quoted])
+        out["quote_support_cases"] = len(quoted)
+    specific = [v for c in answered if (v := _score_value(c, "specificity")) is not None]
+    if specific:
+        out["specificity_mean"] = _rate(specific)
+    coached = [
+        c
+        for c in answered
+        if c["answer"].get("verdict") is not None and c["answer"].get("coaching")
+    ]
+    if coached:
+        diversity = step_diversity(
+            [c["answer"]["coaching"] for c in coached],
+            [c.get("situation") or "" for c in coached],
+            article,
+        )
+        out["step_diversity_max_share"] = diversity.to_dict()["max_share"]
+        out["step_diversity_answers"] = diversity.answers
+        out["step_diversity_sentence"] = diversity.sentence
+        out["step_diversity_step"] = diversity.step
+    return out
+
+
 def aggregate(
-    cases: Sequence[Mapping[str, Any]], prices: Mapping[str, Mapping[str, float]] | None = None
+    cases: Sequence[Mapping[str, Any]],
+    prices: Mapping[str, Mapping[str, float]] | None = None,
+    article: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Metrics over case records (as written to a run): accuracy, per-class recall,
-    calibration, F1s, rates, safety, latency, cost.
+    calibration, F1s, rates, safety, latency, cost, and the coaching scorers (``article``:
+    the article's terms, which ``specificity`` and ``step_diversity`` do not count as the
+    situation's own).
 
     Verdict metrics count only the cases that give an expected verdict. A case that
     errored counts as wrong for the verdict and focus and as failed for red-team
@@ -319,6 +383,10 @@ def aggregate(
     judge = [v for c in answered if (v := _score_value(c, "judge")) is not None]
     if judge:
         metrics["judge_mean"] = round(1 + 4 * sum(judge) / len(judge), 3)  # back on the 1-5 scale
+    useful = [v for c in answered if (v := _score_value(c, "usefulness")) is not None]
+    if useful:
+        metrics["usefulness_mean"] = round(1 + 4 * sum(useful) / len(useful), 3)
+    metrics.update(coaching_metrics(cases, article))
 
     metrics["per_class"] = classes["per_class"]
     metrics["confusion"] = classes["confusion"]

@@ -17,6 +17,16 @@ from app.safe_text import safe_markdown
 if TYPE_CHECKING:
     from app.evals.cli import Threshold
 
+# The coaching scorers' run metrics (app.evals.metrics.coaching_metrics).
+COACHING_METRICS = (
+    "answers_question_rate",
+    "no_repeat_rate",
+    "quote_support_rate",
+    "specificity_mean",
+    "step_diversity_max_share",
+)
+# Per-case coaching checks a report lists when they fail.
+COACHING_CHECKS = ("answers_question", "no_repeat_of_tried", "quotes_support_focus")
 # The metrics a summary shows, in this order (those a run does not have are skipped).
 SUMMARY_METRICS = (
     "verdict_accuracy",
@@ -31,11 +41,13 @@ SUMMARY_METRICS = (
     "must_mention_rate",
     "must_not_mention_rate",
     "redteam_pass_rate",
+    *COACHING_METRICS,
     "safety_cases",
     *(f"safety_recall_{kind}" for kind in STOP_KINDS),
     "stop_kind_accuracy",
     "false_stop_rate",
     "judge_mean",
+    "usefulness_mean",
     "latency_p50_ms",
     "latency_p95_ms",
     "total_tokens",
@@ -267,12 +279,58 @@ def _failing_table(record: dict[str, Any]) -> Table:
     return Table("Failing cases", ("case", "expected", "got", "failed checks"), rows, note, 4)
 
 
+def coaching_misses(case: dict[str, Any]) -> list[tuple[str, str]]:
+    """The coaching checks a case missed (answered its question, repeated nothing tried,
+    quotes on their focus's side), with their reasons."""
+    scores = case.get("scores") or {}
+    return [
+        (name, scores[name].get("reason", ""))
+        for name in COACHING_CHECKS
+        if name in scores and scores[name].get("value") is not None and scores[name]["value"] < 1
+    ]
+
+
+def _coaching_table(record: dict[str, Any]) -> Table | None:
+    metrics = record["metrics"]
+    if not any(name in metrics for name in COACHING_METRICS):
+        return None
+    missing = [c for c in record["cases"] if coaching_misses(c)]
+    rows = [
+        (case["id"], name, reason)
+        for case in missing[:MAX_LISTED]
+        for name, reason in coaching_misses(case)
+    ]
+    parts = []
+    if metrics.get("step_diversity_sentence"):
+        share = metrics.get("step_diversity_max_share") or 0
+        parts.append(
+            f"Most frequent step sentence, in {share:.0%} of "
+            f"{metrics.get('step_diversity_answers')} coached answers: "
+            f"“{_one_line(metrics['step_diversity_sentence'], 200)}”"
+            + (
+                f" (in the step “{_one_line(metrics['step_diversity_step'], 200)}”)."
+                if metrics.get("step_diversity_step", "") != metrics["step_diversity_sentence"]
+                else "."
+            )
+        )
+    if metrics.get("quote_support_cases"):
+        parts.append(
+            f"{metrics['quote_support_cases']} answers quote the person as support for a focus."
+        )
+    parts.append(f"Cases missing a coaching check: {len(missing)} of {len(record['cases'])}.")
+    if len(missing) > MAX_LISTED:
+        parts.append(f"The first {MAX_LISTED} are listed; see the run file for the rest.")
+    return Table("Coaching checks", ("case", "check", "why"), rows, " ".join(parts), 3)
+
+
 def run_tables(record: dict[str, Any]) -> list[Table]:
     """The run report's tables: metrics, verdicts per class, confusion, calibration,
-    red-team behaviours, safety, failing cases."""
+    red-team behaviours, safety, coaching checks, failing cases."""
+    coaching = _coaching_table(record)
     return [
         *_metric_tables(record),
         *_safety_tables(record["metrics"]),
+        *([coaching] if coaching else []),
         _failing_table(record),
     ]
 
@@ -391,6 +449,8 @@ SUITE_METRICS = (
     "false_stop_rate",
 )
 COMPARE_SKIP = {
+    "quote_support_cases",
+    "step_diversity_answers",
     "cases",
     "cached",
     "redteam_cases",

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app import __version__
-from app.evals import metrics, scorers
+from app.evals import coaching_scorers, metrics, scorers
 from app.evals.judge import Judge, judge_answer_text, parse_judgement
 from app.evals.suites import Case, Suite, display_path
 from app.settings import PROJECT_ROOT, Settings
+from app.urls import display_url
 
 if TYPE_CHECKING:
     from app.answer import CoachingAnswer, CoachRequest
@@ -39,6 +40,8 @@ RUN_FORMAT = 2
 CODE_DIR = PROJECT_ROOT / "app"
 
 ExtraScorer = Callable[[Case, "CoachingAnswer"], scorers.Score]
+# The judge prompt that rates how useful an answer is to the person (with --judge).
+USEFULNESS_PROMPT = "judge@usefulness"
 
 
 # ----------------------------------------------------------------------------- cache
@@ -252,6 +255,8 @@ class Target:
             from app.engines.offline import OfflineEngine
 
             model = OfflineEngine.model
+        elif kind == "local":
+            model = Path(settings.local_model or "").name  # the GGUF file, as LocalEngine names it
         else:
             model = settings.llm_model
 
@@ -333,7 +338,7 @@ def identity(target: Target, prompt: dict[str, Any]) -> dict[str, Any]:
             "max_input_chars": s.max_input_chars,
             "history_chars": s.history_chars,
             "llm_temperature": s.llm_temperature,
-            "llm_base_url": s.llm_base_url,
+            "llm_base_url": display_url(s.llm_base_url) if s.llm_base_url else None,
         },
     }
 
@@ -365,6 +370,7 @@ def _score(
     context: scorers.ScoringContext,
     extra: dict[str, ExtraScorer],
     received: Sequence[str],
+    coaching: coaching_scorers.CoachingContext | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Each scorer on its own: one that crashes is recorded, and the others still run."""
     out: dict[str, dict[str, Any]] = {}
@@ -372,6 +378,8 @@ def _score(
     named: dict[str, Callable[[CoachingAnswer], scorers.Score]] = dict(
         scorers.case_scorers(case, context, received)
     )
+    if coaching is not None:
+        named.update(coaching_scorers.case_scorers(case, coaching))
     for name, scorer in extra.items():
         named[name] = lambda a, s=scorer: s(case, a)
     for name, scorer in named.items():
@@ -411,6 +419,8 @@ def _run_case(
     context: scorers.ScoringContext,
     extra: dict[str, ExtraScorer],
     judge: Judge | None,
+    coaching: coaching_scorers.CoachingContext | None = None,
+    usefulness: Judge | None = None,
 ) -> dict[str, Any]:
     from app.answer import CoachingAnswer
 
@@ -449,16 +459,18 @@ def _run_case(
     record["answer"] = answer.model_dump(mode="json")
     record["engine_input"] = sent
     record["latency_ms"] = answer.meta.latency_ms
-    scores, crashed = _score(case, answer, context, extra, received_texts(sent))
-    if judge is not None:
+    scores, crashed = _score(case, answer, context, extra, received_texts(sent), coaching)
+    for name, rater in (("judge", judge), ("usefulness", usefulness)):
+        if rater is None:
+            continue
         try:
             settings = target.settings
-            scores["judge"] = _judge(
-                judge, case, answer, cache, settings.llm_base_url, settings.max_input_chars
+            scores[name] = _judge(
+                rater, case, answer, cache, settings.llm_base_url, settings.max_input_chars
             )
         except Exception as exc:
-            scores["judge"] = {"value": None, "reason": f"judge failed: {_error_text(exc)}"}
-            crashed.append(f"judge failed: {_error_text(exc)}")
+            scores[name] = {"value": None, "reason": f"{name} failed: {_error_text(exc)}"}
+            crashed.append(f"{name} failed: {_error_text(exc)}")
     record["scores"] = scores
     if crashed:
         record["error"] = "; ".join(crashed)
@@ -492,6 +504,24 @@ def scoring_context(
     )
 
 
+def coaching_context(settings: Settings) -> coaching_scorers.CoachingContext:
+    """The article's terms for ``specificity``, and a focus reader for
+    ``quotes_support_focus`` on the project's MiniLM (loaded only when a quote is read)."""
+    from app.knowledge import load_knowledge
+
+    passages = load_knowledge(settings.knowledge_dir)
+
+    def reader() -> coaching_scorers.FocusReader:
+        from app.embedder import MiniLMEmbedder
+
+        embedder = MiniLMEmbedder(str(settings.tokenizer_path))
+        return coaching_scorers.focus_reader(passages, embedder.embed)
+
+    return coaching_scorers.CoachingContext(
+        article=coaching_scorers.article_terms(p.text for p in passages), make_reader=reader
+    )
+
+
 def run_eval(
     suites: Sequence[Suite],
     target: Target,
@@ -502,12 +532,15 @@ def run_eval(
     judge: Judge | None = None,
     progress: bool = False,
     extra_scorers: dict[str, ExtraScorer] | None = None,
+    usefulness: Judge | None = None,
 ) -> dict[str, Any]:
     """Run every case of ``suites`` through ``target``'s coach and return the run record.
 
     Answers come from ``cache`` when their key is there (unless ``read_cache`` is
     False) and are stored in it otherwise. A case or scorer that crashes is recorded
     as that case's error; the run goes on. The coach is only built if a case misses.
+    ``usefulness`` is a judge with the usefulness rubric (``judge@usefulness``), run
+    beside ``judge`` on every answer.
     """
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -515,6 +548,7 @@ def run_eval(
     prompt = prompt_info(target.prompt, settings)
     fixed = identity(target, prompt)
     context = scoring_context(settings, target.prompt, target.engine)
+    coaching = coaching_context(settings)
     extra = dict(extra_scorers or {})
 
     cases = [case for suite in suites for case in suite.cases]
@@ -538,7 +572,7 @@ def run_eval(
         disable=not progress,
         dynamic_ncols=True,
     )
-    args = (target, cache, context, extra, judge)
+    args = (target, cache, context, extra, judge, coaching, usefulness)
     try:
         hits = [job for job in planned if job.cached is not None]
         misses = [job for job in planned if job.cached is None]
@@ -556,10 +590,14 @@ def run_eval(
 
     done = [r for r in records if r is not None]
     prices = metrics.load_prices()
-    summary = metrics.aggregate(done, prices)
+    summary = metrics.aggregate(done, prices, coaching.article)
     if len(suites) > 1:
         summary["suites"] = {
-            s.name: _short(metrics.aggregate([r for r in done if r["suite"] == s.name], prices))
+            s.name: _short(
+                metrics.aggregate(
+                    [r for r in done if r["suite"] == s.name], prices, coaching.article
+                )
+            )
             for s in suites
         }
     config = {
@@ -577,6 +615,8 @@ def run_eval(
         "params": fixed["params"],
         "judge": judge.describe() if judge else None,
     }
+    if usefulness is not None:
+        config["usefulness_judge"] = usefulness.describe()
     if target.engine == "llm":
         config["llm_host"] = _host(settings.llm_base_url)
     return {
@@ -602,11 +642,7 @@ def run_eval(
 
 
 def _host(url: str | None) -> str:
-    from urllib.parse import urlparse
-
-    if not url:
-        return "api.openai.com"
-    return urlparse(url).netloc or url
+    return display_url(url, host_only=True)  # never user:password@ or a query
 
 
 BULKY = ("per_class", "confusion", "reliability", "safety")

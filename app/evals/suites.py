@@ -60,7 +60,9 @@ class Case(BaseModel):
 
     ``expected_verdict`` None means the coach should not judge. A case may leave out
     the verdict and focus when it gives ``expected_safety``; ``grades_verdict`` says
-    whether the verdict was given (even as null). The JSON Schema in
+    whether the verdict was given (even as null). ``question`` is the person's explicit
+    question in their words and ``tried`` what they say they already did, for the
+    coaching scorers (``app.evals.coaching_scorers``). The JSON Schema in
     evals/suite.schema.json says the same; a test keeps the two in step.
     """
 
@@ -81,6 +83,8 @@ class Case(BaseModel):
     injection_demands: tuple[str, ...] = ()
     expect: tuple[str, ...] = ()
     source: Source | None = None
+    question: str | None = Field(default=None, min_length=3)
+    tried: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _graded_against_something(self) -> Case:
@@ -132,7 +136,9 @@ class Case(BaseModel):
             out["safety"] = self.expected_safety
         if self.expected_language is not None:
             out["language"] = self.expected_language
-        for name in ("must_mention", "must_not_mention", "expect"):
+        if self.question is not None:
+            out["question"] = self.question
+        for name in ("must_mention", "must_not_mention", "expect", "tried"):
             if getattr(self, name):
                 out[name] = list(getattr(self, name))
         for name in ("must_not_reach_model", "injection_demands"):  # [] is an answer too

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -128,19 +127,13 @@ class EngineInfo:
 
 def engine_info(coach: Coach) -> EngineInfo:
     engine = coach.engine
-    if engine.name == "offline":
+    if not engine.capabilities.uses_prompt:
         return EngineInfo(offline=True, label="Offline mode", model=engine.model)
-    described: dict[str, str] = {}
-    describe = getattr(engine, "describe", None)
-    if callable(describe):
-        described = describe()
-    host = described.get("host")
-    if host is None and engine.name == "llm":
-        base_url = coach.settings.llm_base_url
-        host = (urlparse(base_url).netloc or base_url) if base_url else "api.openai.com"
-    if host:
-        host = host.rsplit("@", 1)[-1]  # a base URL may carry user:password@
-    label = "LLM" if engine.name == "llm" else f"Engine: {engine.name}"
+    described = engine.describe()  # the host is shown without credentials (app.urls)
+    label = "LLM" if engine.capabilities.remote else "LLM on this machine"
     return EngineInfo(
-        offline=False, label=label, model=described.get("model", engine.model), host=host
+        offline=False,
+        label=label,
+        model=described.get("model", engine.model),
+        host=described.get("host"),
     )

@@ -19,6 +19,8 @@ from app.store import ConversationStore, StoredMessage
 from app.web import chat
 
 if TYPE_CHECKING:  # importing the coach loads the model stack; the page draws first
+    from streamlit.delta_generator import DeltaGenerator
+
     from app.coach import Coach
 
 VERDICT_STYLE = {
@@ -39,6 +41,8 @@ WELCOME = (
 
 def verdict_badge(answer: CoachingAnswer) -> str:
     """The verdict and confidence as a coloured Markdown badge, e.g. Management · 82%."""
+    if answer.meta.cut_off == "stopped":
+        return ":gray-badge[:material/stop_circle: Stopped — partial answer]"
     if answer.verdict is None:
         if answer.meta.safety == "crisis":
             return f":red-badge[:material/emergency: {SAFETY_LABELS['crisis']}]"
@@ -64,14 +68,30 @@ def errors_shown() -> Iterator[None]:
 
 def streamed(chunks: Iterable[str]) -> str:
     """Model text drawn as it arrives; the whole text so far is made safe on every chunk,
-    since an image or a link can be split across two chunks."""
+    since an image or a link can be split across two chunks. A rerun (the Stop button, any
+    click) interrupts the drawing; the chunks are then closed at once, which stops the coach."""
     box = st.empty()
     text = ""
-    for chunk in chunks:
-        text += chunk
-        box.markdown(safe_markdown(text) + STREAM_CURSOR)
+    try:
+        for chunk in chunks:
+            text += chunk
+            box.markdown(safe_markdown(text) + STREAM_CURSOR)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
     box.markdown(safe_markdown(text))
     return text
+
+
+def stop_button(turn_id: int) -> DeltaGenerator:
+    """A Stop button for the answer about to stream, in a slot to ``.empty()`` when it ends.
+
+    A click reruns the page, which interrupts the streaming; ``chat.Reply`` then keeps the
+    partial answer, marked stopped, and the input is free again."""
+    slot = st.empty()
+    slot.button("Stop", key=f"stop-{turn_id}", icon=":material/stop_circle:")
+    return slot
 
 
 def welcome() -> None:
@@ -123,7 +143,8 @@ def failed_turn(state: chat.ChatSession, m: StoredMessage, *, interrupted: bool 
     """The failure in plain words, and a Retry button that sends the message again."""
     if interrupted:
         st.warning(
-            "This message was not answered: the page was closed or another message interrupted it.",
+            "This message was not answered: it was stopped before the coach wrote anything, "
+            "the page was closed, or another message interrupted it.",
             icon=":material/pending:",
         )
     else:
@@ -177,18 +198,43 @@ def meta_line(answer: CoachingAnswer) -> str:
 
 
 def follow_ups(state: chat.ChatSession, message_id: int, answer: CoachingAnswer) -> None:
-    """Follow-up questions as buttons; a click sends the question as the next message."""
-    if not answer.follow_up_questions:
+    """The coach's own questions (a click puts the question above the input, to answer it)
+    and what the person might ask next (a click sends it as theirs)."""
+    if answer.follow_up_questions:
+        st.markdown("**The coach asks you** · click one to answer it")
+        for i, question in enumerate(answer.follow_up_questions):
+            st.button(
+                plain(question),
+                key=f"coach-asks-{message_id}-{i}",
+                icon=":material/reply:",
+                type="tertiary",
+                on_click=chat.answer_question,
+                args=(state, question),
+            )
+    if answer.suggested_questions:
+        st.markdown("**You might ask next** · click one to ask it")
+        for i, question in enumerate(answer.suggested_questions):
+            st.button(
+                plain(question),
+                key=f"follow-up-{message_id}-{i}",
+                icon=":material/subdirectory_arrow_right:",
+                type="tertiary",
+                on_click=chat.send,
+                args=(state, question),
+            )
+
+
+def replying_banner(state: chat.ChatSession) -> None:
+    """The coach's question the person chose to answer, shown just above the input."""
+    if not state.replying_to:
         return
-    st.markdown("**Follow-up questions** · click one to ask the coach about it")
-    for i, question in enumerate(answer.follow_up_questions):
+    with st.container(key="replying-to"):
+        st.info(
+            f"**The coach asked:** {plain(state.replying_to)}  \nType your answer below.",
+            icon=":material/reply:",
+        )
         st.button(
-            plain(question),
-            key=f"follow-up-{message_id}-{i}",
-            icon=":material/subdirectory_arrow_right:",
-            type="tertiary",
-            on_click=chat.send,
-            args=(state, question),
+            "Not now", key="replying-cancel", on_click=chat.answer_question, args=(state, None)
         )
 
 
