@@ -161,11 +161,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
         answer.notices = notices + answer.notices
         print(answer.model_dump_json(indent=2))
         return 0
-    from app.render import answer_evidence, answer_header, answer_sources
+    from app.render import answer_evidence, answer_header, answer_sources, reading_lines
 
     answer = stream.result()
     answer.notices = notices + answer.notices
     print(answer_header(answer))
+    understood = reading_lines(answer)
+    if understood:
+        print()
+        print("What I understood:")
+        print("\n".join(f"- {line}" for line in understood))
     evidence = answer_evidence(answer)
     if evidence:
         print()

@@ -17,6 +17,8 @@ from app.offline_compose import main_question
 
 # Below this closeness a typical question of the library is not the person's question.
 QUESTION_MATCH_FLOOR = 0.45
+# TF-IDF closeness below which a library situation shares no real word with theirs.
+SHARED_WORDS = 0.05
 
 
 @dataclass
@@ -65,18 +67,26 @@ def read_context(
     units = [u for u in sentences(everything) if u not in asked_set][:40]
     sentence_vectors = embedder.embed(units) if units else None
     known = facts(reading)
-    allowed = lambda s: s.needs.allows(known)  # noqa: E731
+    # A situation is a candidate only when nothing known rules it out and it shares a
+    # distinctive word with theirs: advice for a situation that has nothing in common with
+    # theirs is worse than none.
+    shared = fitted.lexical(described)
+    index = {s.id: i for i, s in enumerate(fitted.situations)}
+
+    def allowed(situation) -> bool:
+        if not situation.needs.allows(known):
+            return False
+        return bool(shared[index[situation.id]] >= SHARED_WORDS)
+
     scores = fitted.scores(vector, sentence_vectors, text=described, focus=focus, verdict=verdict)
     matches = fitted.match(scores, allowed=allowed)
     asked = turn_questions or list(reading.questions)
     question_move = None
     if asked:
         question = main_question(asked) or asked[-1]
-        found = fitted.closest_ask(embedder.embed([question])[0], scores, allowed)
+        found = fitted.closest_ask(
+            embedder.embed([question])[0], scores, lambda s: s.needs.allows(known)
+        )
         if found is not None and found.score >= QUESTION_MATCH_FLOOR:
             question_move = found
-        elif matches:
-            # No typical question is close: most questions in a post ask what to do about
-            # the situation itself, which the best-fitting situation's answer addresses.
-            question_move = Match(matches[0].situation, found.score if found else 0.0)
     return CoachingContext(reading, matches, question_move, turn_questions)

@@ -99,7 +99,9 @@ class ArticleIndex:
         if not pointer or pointer.get("hash") != self.wanted_hash():
             return False
         try:
-            collection = self.client().get_collection(pointer["collection"])
+            collection = self.client().get_collection(
+                pointer["collection"], embedding_function=self.embedder
+            )
             return (collection.metadata or {}).get("complete") is True
         except IndexUnavailable:
             raise

@@ -234,7 +234,8 @@ class ChromaServer:
         from chromadb.errors import NotFoundError
 
         try:
-            metadata = self.client().get_collection(self.pointer_name).metadata
+            live = self.client().get_collection(self.pointer_name, embedding_function=None)
+            metadata = live.metadata
         except NotFoundError:
             return None
         except Exception as exc:

@@ -155,10 +155,10 @@ def start_server(settings: Settings) -> LocalServer:
             )
             if same and settings.local_port in (None, running.port):
                 return running
-            _stop_locked()
-        check_memory(model)
         if settings.local_port is not None:
-            check_port(settings.local_port)
+            check_port(settings.local_port)  # before stopping the running one: it stays up
+        _stop_locked()
+        check_memory(model)
         started = time.perf_counter()
         server = _load(model, settings)
         port = int(str(server.listening_address).rsplit(":", 1)[-1].strip("/"))

@@ -117,16 +117,24 @@ class FittedMoves:
             top = np.sort(best, axis=0)[-2:].mean(axis=0)  # the two sentences closest to it
             score = (1 - SENTENCE_WEIGHT) * score + SENTENCE_WEIGHT * top
         score = score - HUB_WEIGHT * self.hubness
-        if text and self.words is not None and self.documents is not None:
-            idx, weights = self.words.transform(text)
-            if len(idx):
-                score = score + LEXICAL_WEIGHT * (self.documents[:, idx] @ weights)
+        if text:
+            score = score + LEXICAL_WEIGHT * self.lexical(text)
         wanted = set(focus)
         for i, situation in enumerate(self.situations):
             score[i] += FOCUS_BONUS * len(wanted & set(situation.draws_on))
             if verdict and situation.side == verdict:
                 score[i] += SIDE_BONUS
         return score
+
+    def lexical(self, text: str) -> np.ndarray:
+        """Each situation's TF-IDF closeness to ``text`` (0 when no distinctive word is
+        shared)."""
+        if self.words is None or self.documents is None:
+            return np.zeros(len(self.situations), dtype=np.float32)
+        idx, weights = self.words.transform(text)
+        if not len(idx):
+            return np.zeros(len(self.situations), dtype=np.float32)
+        return self.documents[:, idx] @ weights
 
     def match(
         self,

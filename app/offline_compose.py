@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from app.answer import Evidence
 from app.moves import Move, Situation
 from app.offline_templates import OfflineTemplates
-from app.passages import FOCUS_NAMES, focus_side
+from app.passages import focus_side
 
 MAX_WORDS = 350
 # How close (cosine) a library question must be to theirs to be answered as theirs.
@@ -66,8 +66,10 @@ def people_phrase(reading) -> str:
     leads = getattr(reading, "leads", None) if reading is not None else None
     if leads:
         text = re.sub(r"^(?:my|our|the|a|an)\s+", "", leads.strip(), flags=re.I)
-        if len(text.split()) <= 6:
-            return f"your {text}" if not text.lower().startswith("team") else f"your {text}"
+        # Only a plain group of people ("developers", "night nurses"), never a place or a
+        # phrase that would not read as "look at it with your …".
+        if len(text.split()) <= 3 and re.fullmatch(r"[a-z][a-z -]*s", text):
+            return f"your {text}"
     return "your team"
 
 
@@ -155,6 +157,25 @@ def _words(text: str) -> int:
     return len(re.findall(r"\S+", text))
 
 
+_EXAMPLE_OPENER = r"(?:such as|for example|for instance|e\.g\.|like)\s+[^,.;:()]+"
+# ", such as £50, that staff…" (between commas), " (for example …)", ", such as X." (at the end)
+_EXAMPLE = re.compile(
+    rf",\s*{_EXAMPLE_OPENER},(?=\s)|\s+\({_EXAMPLE_OPENER}\)|,\s*{_EXAMPLE_OPENER}(?=[.;:])"
+)
+
+
+def drop_foreign_examples(text: str, their_words: set[str]) -> str:
+    """Remove a move's worked example ("such as falling bookings") when none of its words
+    are in the person's message, so the coach never presents another setting's details as
+    theirs."""
+
+    def keep(match: re.Match) -> str:
+        words = _content(match.group(0)) - _EXAMPLE_WORDS
+        return match.group(0) if words & their_words else ""
+
+    return re.sub(r"\s+([,.;:])", r"\1", _EXAMPLE.sub(keep, text))
+
+
 def compose(
     *,
     verdict: str,
@@ -167,6 +188,8 @@ def compose(
     question_closeness: float = 1.0,
     action_labels: dict[str, str],
     templates: OfflineTemplates,
+    situation_text: str = "",
+    already_said: str = "",
     lead_in: str | None = None,
     brief: bool = False,
 ) -> Composed:
@@ -174,25 +197,21 @@ def compose(
     people = people_phrase(reading)
     tried = tried_actions(reading)
     quotes = quotes_for(focus, evidence)
+    their_words = _content(situation_text)
     parts: list[str] = []
     if lead_in:
         parts.append(lead_in)
 
-    # 1. Their question, answered first and plainly.
+    # 1. Their question, answered first and plainly, when the library holds an answer to
+    # that question; otherwise said honestly, and the steps below do the work.
     answered: set[str] = set()
+    direct = question_situation is not None and question_closeness >= DIRECT_ANSWER
     if question:
         asked = question.strip()
         if len(asked.split()) > 40:
             asked = shorten(asked, 40)
         block = [templates.connectors.question_lead.format(question=asked)]
-        if question_situation is not None and question_closeness < DIRECT_ANSWER:
-            # No typical question is close to theirs: say so, and answer the nearest one
-            # that fits their situation, with that question, so the answer reads true.
-            answer = templates.connectors.nearest_question.format(
-                ask=question_situation.asks[0], answer=question_situation.answer.strip()
-            )
-            block.append(answer)
-        elif question_situation is not None:
+        if direct:
             answer = question_situation.answer.strip()
             nouns = list(getattr(reading, "nouns", []) or [])
             topic = question_topic(asked, nouns) if len(asked.split()) <= 25 else None
@@ -206,60 +225,71 @@ def compose(
             if script is not None:
                 answer += _say(script, templates)
                 answered.add(script.do)
-            block.append(answer)
+            block.append(drop_foreign_examples(answer, their_words))
         else:
             block.append(templates.connectors.no_direct_answer)
         parts.append("\n\n".join(block))
 
-    # 2. Why: the verdict in the article's terms, each focus with their own words (a
-    # follow-up question already has it above, so it isn't repeated).
-    phrase = templates.verdict_phrases[verdict]
-    why = [templates.headings.why.format(verdict_phrase=phrase), templates.openings[verdict]]
-    checks: list[str] = []
-    for code in focus:
-        words = templates.focus[code]
-        line = "- " + words.why
-        if code in quotes:
-            line += " " + templates.connectors.quote.format(
-                quote=quotes[code], name=FOCUS_NAMES[code].lower()
-            )
-        else:
-            checks.append(words.check.format(people=people))
-        why.append(line)
-    if not brief:
-        parts.append("\n\n".join(why[:2]) + "\n\n" + "\n".join(why[2:]))
-
-    # 3. What to do next: moves for situations like theirs, built on what they tried.
+    # 2. What to do next: moves for situations like theirs, built on what they tried, never
+    # what an earlier answer in this conversation already said.
     top = list(situations)
-    if question_situation is not None and question_situation not in top:
+    if direct and question_situation not in top:
         top = [question_situation, *top]
-    steps = pick_steps(top, tried, set())
+    skip = {m.do for s in top for m in s.moves if already_said and m.do.strip() in already_said}
+    steps = pick_steps(top, tried, skip)
     block = [templates.headings.steps]
     if tried:
-        first = next(iter(tried))
-        label = action_labels.get(first, first.replace("_", " "))
+        first_tried = next(iter(tried))
+        label = action_labels.get(first_tried, first_tried.replace("_", " "))
         block.append(templates.connectors.tried.format(label=label))
     numbered = []
     for i, step in enumerate(steps, 1):
         text = step.move.do.strip()
         if step.move.do not in answered and (i == 1 or not question):
             text += _say(step.move, templates)
-        numbered.append(f"{i}. {text}")
+        numbered.append(f"{i}. {drop_foreign_examples(text, their_words)}")
+    if not numbered:
+        # Nothing in the library fits well enough: one step per focus area, from the article.
+        numbered = [
+            f"{i}. {templates.focus[c].step.format(people=people)}" for i, c in enumerate(focus, 1)
+        ]
     block.append("\n".join(numbered))
     parts.append("\n\n".join(block))
 
+    # 3. Why: the verdict in the article's terms, each focus with their own words (a
+    # follow-up question already has it above, so it isn't repeated).
+    checks: list[str] = []
+    if not brief:
+        phrase = templates.verdict_phrases[verdict]
+        why = [templates.headings.why.format(verdict_phrase=phrase), templates.openings[verdict]]
+        lines = []
+        for code in focus:
+            words = templates.focus[code]
+            line = "- " + words.why
+            if code in quotes:
+                line += " " + templates.connectors.quote.format(quote=quotes[code])
+            else:
+                checks.append(words.check.format(people=people))
+            lines.append(line)
+        parts.append("\n\n".join(why) + "\n\n" + "\n".join(lines))
+
     # 4. The trap and what to watch, from the situation that fits best.
-    lead = top[0] if top else None
+    lead = top[0] if top and steps else None
     if lead is not None:
-        parts.append(f"{templates.headings.pitfall}\n\n{lead.pitfall.strip()}")
+        pitfall = drop_foreign_examples(lead.pitfall.strip(), their_words)
+        parts.append(f"{templates.headings.pitfall}\n\n{pitfall}")
         if not brief:
-            parts.append(f"{templates.headings.watch}\n\n{lead.watch.strip()}")
+            watch = drop_foreign_examples(lead.watch.strip(), their_words)
+            parts.append(f"{templates.headings.watch}\n\n{watch}")
     if checks and not brief:
         parts.append(templates.headings.check + "\n\n" + "\n".join(f"- {c}" for c in checks[:2]))
 
     parts = _within_budget(parts, templates)
     parts.append(templates.closing)
     questions = [templates.focus[c].follow_up for c in focus if c not in quotes][:2]
+    if question and not direct and not questions:
+        # The answer said it could be more precise with more detail: ask for it.
+        questions = [templates.focus[c].follow_up for c in focus][:2]
     suggested = _suggested(top, question, templates, verdict)
     return Composed(
         coaching="\n\n".join(parts),
@@ -269,6 +299,7 @@ def compose(
     )
 
 
+_EXAMPLE_WORDS = frozenset(["such", "example", "instance", "like", "e.g"])
 _STOP = frozenset(
     [
         "a",
@@ -319,13 +350,18 @@ def _content(text: str) -> set[str]:
     return {w for w in re.findall(r"[a-z']+", text.lower()) if w not in _STOP}
 
 
+_BULLET = re.compile(r"^\s*(?:[-*•·]|\d+[.)])\s+")
+
+
 def main_question(questions: Sequence[str]) -> str | None:
     """The question to answer first: the one that says the most (content words), the
     later one on a tie; "Any other advice?" gives way to the question that names the
-    problem."""
-    if not questions:
+    problem, and options they list as bullets ("• Set up a meeting?") give way to their
+    own question."""
+    own = [q for q in questions if not _BULLET.match(q)] or list(questions)
+    if not own:
         return None
-    return max(reversed(list(questions)), key=lambda q: len(_content(q)))
+    return max(reversed(own), key=lambda q: len(_content(q)))
 
 
 def _within_budget(parts: list[str], templates: OfflineTemplates) -> list[str]:

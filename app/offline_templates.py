@@ -36,12 +36,12 @@ class Connectors(_Strict):
     say: str
     question_lead: str
     no_direct_answer: str
-    nearest_question: str
 
 
 class FocusWords(_Strict):
     why: str  # names the responsibility in the article's words; no claim about the person
     check: str  # what we can't know, asked instead of asserted
+    step: str  # one step from the article, used only when no library situation fits
     follow_up: str  # the coach's own question when this area is unclear
 
 

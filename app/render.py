@@ -84,3 +84,28 @@ def answer_sources(answer: CoachingAnswer, passages: list[Passage]) -> str:
         lines.append("You might ask next:")
         lines.extend(f"- {q}" for q in answer.suggested_questions)
     return "\n".join(lines)
+
+
+def reading_lines(answer: CoachingAnswer) -> list[str]:
+    """What the coach understood of the situation, one line a fact, in the person's words."""
+    reading = answer.reading
+    if reading is None:
+        return []
+    lines = []
+    if reading.role:
+        lines.append(f"You are: {reading.role}")
+    if reading.leads:
+        lines.append(f"You lead: {reading.leads}")
+    if reading.boss:
+        lines.append(f"Your manager: {reading.boss}")
+    if reading.people:
+        lines.append("People involved: " + "; ".join(p.mention for p in reading.people))
+    for constraint in reading.constraints:
+        lines.append(f"Limit ({constraint.kind}): {constraint.text}")
+    for tried in reading.tried:
+        lines.append(f"Already tried: {tried.text}")
+    if reading.time_pressure:
+        lines.append(f"Time pressure: {reading.time_pressure}")
+    for question in reading.questions:
+        lines.append(f"Your question: {question}")
+    return lines

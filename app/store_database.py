@@ -355,9 +355,9 @@ def _sqlite_transactions(engine: Engine) -> None:
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
-        # With WAL, NORMAL syncs at checkpoints instead of at every commit: the file can
-        # never be corrupted, and only a power cut could lose the last commits.
-        dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+        # Every commit reaches the disk before the call returns: a message saved is saved,
+        # even through a power cut (NORMAL would save ~15 ms a write and risk the last ones).
+        dbapi_connection.execute("PRAGMA synchronous = FULL")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

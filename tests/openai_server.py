@@ -46,8 +46,11 @@ class Behaviour:
     JSON or SSE) or ``cut`` (send about half the reply, then drop the connection;
     with ``clean`` the stream ends properly but without a finish reason or [DONE]) or
     ``forever`` (stream ``text``, then ``filler`` every ``interval`` seconds until the
-    client goes away). ``delay`` seconds pass before the first byte is sent;
-    ``piece_chars`` streams the text in pieces of that many characters instead of words.
+    client goes away) or ``trickle`` (begin the body, then send ``filler`` every
+    ``interval`` seconds without ever completing a JSON body or an event: only a client
+    that watches the bytes themselves can stop it). ``delay`` seconds pass before the
+    first byte is sent; ``piece_chars`` streams the text in pieces of that many
+    characters instead of words.
     """
 
     kind: str = "reply"
@@ -75,6 +78,12 @@ def reply(
     return Behaviour(
         "reply", text=text, delay=delay, finish_reason=finish_reason, piece_chars=piece_chars
     )
+
+
+def trickle(*, filler: str = "x", interval: float = 0.01) -> Behaviour:
+    """Begin a reply, then trickle ``filler`` forever without finishing a JSON body or an SSE
+    event; it ends only when the client disconnects (counted in ``client_gone``)."""
+    return Behaviour("trickle", filler=filler, interval=interval)
 
 
 def forever(text: str, *, filler: str = "and more ", interval: float = 0.01) -> Behaviour:
@@ -222,8 +231,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         text = self.server.owner.default_reply if behaviour.text is None else behaviour.text
-        if behaviour.kind == "forever" and not body.get("stream"):
-            self._trickle(behaviour)
+        if behaviour.kind == "trickle" or (behaviour.kind == "forever" and not body.get("stream")):
+            self._trickle(behaviour, stream=bool(body.get("stream")))
             return
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -324,14 +333,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
-    def _trickle(self, b: Behaviour) -> None:
-        """A non-streamed answer whose body never ends: a byte at a time, forever."""
+    def _trickle(self, b: Behaviour, *, stream: bool) -> None:
+        """An answer whose body never ends (nor its first event, when streamed)."""
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "text/event-stream" if stream else "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        opening = '{"id": "chatcmpl-test", "choices": [{"message": {"content": "'
         try:
-            self._chunk(b'{"id": "chatcmpl-test", "choices": [{"message": {"content": "')
+            self._chunk((f"data: {opening}" if stream else opening).encode())
             while not self.server.owner._stopping.is_set():
                 self._chunk(b.filler.encode())
                 time.sleep(b.interval)

@@ -27,7 +27,7 @@ from app.engines.llm import LLMEngine
 from app.errors import LLMError
 from app.settings import PROJECT_ROOT, Settings
 from tests.coach_env import seed_models
-from tests.openai_server import DEFAULT_REPLY, OpenAIServer, forever, reply, status
+from tests.openai_server import DEFAULT_REPLY, OpenAIServer, forever, reply, status, trickle
 
 OUTER_LIMIT = 60.0  # seconds; far above any deadline set here, only so a hang fails
 SITUATION = "Nobody knows who owns which task, so our deadlines slip every week."
@@ -155,9 +155,21 @@ def test_no_retry_is_started_that_the_deadline_cannot_wait_for(openai_server: Op
     assert len(openai_server.chat_requests) == 1
 
 
+def test_bytes_that_never_complete_an_event_are_bounded_too(openai_server: OpenAIServer):
+    # No chunk ever reaches the engine: only the hooks on the HTTP body can stop this.
+    openai_server.enqueue(trickle(filler="x", interval=0.01))
+    engine = engine_for(openai_server, fallback=FakeEngine(default=OFFLINE), llm_deadline=1.0)
+
+    _, answer = within(OUTER_LIMIT, lambda: answer_of(engine))
+
+    assert answer.meta.fallback
+    assert any("COACH_LLM_DEADLINE" in n for n in answer.notices)
+    assert eventually(lambda: openai_server.client_gone == 1)
+
+
 def test_the_judge_call_is_bounded_too(openai_server: OpenAIServer):
-    # A non-streamed body that never ends: only the byte-level hooks can stop it.
-    openai_server.enqueue(forever("", filler="x", interval=0.01))
+    # A non-streamed body that never ends: only the hooks on the HTTP body can stop it.
+    openai_server.enqueue(trickle(filler="x", interval=0.01))
     engine = engine_for(openai_server, llm_deadline=1.0)
 
     with pytest.raises(LLMError, match=r"did not finish its reply within 1 s"):
@@ -224,11 +236,15 @@ def cli_with_rss(tmp_path: Path, server: OpenAIServer, **env: str) -> tuple[int,
     seed_models(data)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("COACH_", "OPENAI_"))}
     clean |= {"COACH_DATA_DIR": str(data), "COACH_LLM_BASE_URL": server.base_url, **env}
+    # The peak is VmHWM, this program's own high-water mark: ru_maxrss would also count the
+    # test process, whose memory the child had until it started Python.
     script = (
-        "import resource, sys\n"
+        "import re, sys\n"
+        "from pathlib import Path\n"
         "from app.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "status = Path('/proc/self/status').read_text()\n"
+        "peak = int(re.search(r'VmHWM:\\s*(\\d+) kB', status)[1])\n"
         "print(json.dumps({'peak_kb': peak}), file=sys.stderr)\n"
         "sys.exit(code)\n"
     )

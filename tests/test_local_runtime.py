@@ -31,7 +31,7 @@ from app.engines.offline import OfflineEngine
 from app.errors import ConfigError
 from app.local_runtime import check_memory, running_server, start_server, stop_server
 from app.passages import VERDICTS
-from app.settings import Settings
+from app.settings import Settings, get_settings
 from tests.coach_env import shared_env
 
 SITUATIONS = [
@@ -156,6 +156,20 @@ def test_the_engine_is_made_without_loading_the_model():
     assert engine.describe()["host"].startswith("127.0.0.1")
 
 
+@pytest.mark.parametrize(
+    "changes, engine",
+    [
+        ({}, "local"),
+        ({"llm_base_url": "http://127.0.0.1:9/v1"}, "llm"),
+        ({"local_model": None}, "offline"),
+    ],
+    ids=["only-a-model-file", "a-server-wins", "nothing-set"],
+)
+def test_auto_uses_the_local_model_when_only_it_is_set(changes: dict, engine: str):
+    settings = local_settings(**{"engine": "auto", "llm_base_url": None, **changes})
+    assert settings.resolved_engine() == engine
+
+
 # --------------------------------------------------------------------------- a real model
 
 
@@ -250,3 +264,26 @@ def test_the_whole_answer_deadline_holds_with_a_real_model():
         assert answer.meta.cut_off == "deadline" and answer.coaching, answer.notices
         assert any("still writing after 2 s" in n for n in answer.notices), answer.notices
     wait_idle(port)  # and the server does not go on generating for nobody
+
+
+def test_the_web_page_says_the_local_model_is_loading(monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app.web.runtime import LOADING_LOCAL
+
+    monkeypatch.setenv("COACH_ENGINE", "local")
+    monkeypatch.setenv("COACH_LOCAL_MODEL", str(smollm2()))
+    monkeypatch.setenv("COACH_DATA_DIR", str(shared_env()[0].data_dir))
+    script = """
+from concurrent.futures import Future
+from app.web import runtime
+runtime._coach_future = lambda engine, data_dir: Future()  # a build that is still running
+coach = runtime.load_coach()
+"""
+    page = AppTest.from_string(script, default_timeout=60).run()
+    assert not page.exception
+    assert [c.value for c in page.caption] == [LOADING_LOCAL]
+    monkeypatch.setenv("COACH_ENGINE", "offline")
+    get_settings.cache_clear()
+    page = AppTest.from_string(script, default_timeout=60).run()
+    assert not page.exception and not page.caption

@@ -72,7 +72,7 @@ def test_quotes_are_the_persons_words_read_as_the_focus_they_support(coach):
     codes = {name.lower(): code for code, name in FOCUS_NAMES.items()}
     quoted = 0
     for line in answer.coaching.splitlines():
-        found = re.search(r'\*\*(.+?)\*\*.*You wrote "([^"]+)"', line)
+        found = re.search(r'\*\*(.+?)\*\*.*In your words: "([^"]+)"', line)
         if not found:
             continue
         code = codes[found.group(1).lower()]

@@ -87,15 +87,16 @@ def test_coach_prompt_explains_the_six_responsibilities_and_the_format(ref: str)
 def test_coach_prompt_asks_for_a_short_header_and_a_trailer(ref: str):
     prompt = load_prompt(ref)
     fmt = prompt.system.split("# Output format", 1)[1]
-    header, prose, trailer = re.split(r"^---$", fmt, flags=re.M)
-    keys = {k: re.findall(rf"^{k}:", fmt, re.M) for k in ("VERDICT", "FOCUS", "CONFIDENCE")}
-    assert all(len(found) == 1 for found in keys.values()), "each key is asked for once"
-    assert "VERDICT:" in header and "FOCUS:" in header
-    for key in ("CONFIDENCE:", "CITATIONS:", "SUMMARY:", "QUESTIONS:"):
-        assert key in trailer and key not in header
-    assert prose.strip(), (
-        "a filled-in coaching sits between the dashes (tests/test_reply_format.py)"
-    )
+    examples = re.findall(r"^SAFETY: none\n.*?^QUESTIONS: [^\n]*$", fmt, re.S | re.M)
+    assert examples, "the format is shown as filled-in examples"
+    for example in examples:
+        header, prose, trailer = re.split(r"^---$", example, flags=re.M)
+        keys = {k: re.findall(rf"^{k}:", example, re.M) for k in ("VERDICT", "FOCUS", "CONFIDENCE")}
+        assert all(len(found) == 1 for found in keys.values()), "each key is shown once"
+        assert "VERDICT:" in header and "FOCUS:" in header
+        for key in ("CONFIDENCE:", "CITATIONS:", "SUMMARY:", "QUESTIONS:"):
+            assert key in trailer and key not in header
+        assert prose.strip(), "a filled-in coaching sits between the dashes"
     repair = prompt.render_repair(problem="P")
     assert repair is not None and "P" in repair
     assert "VERDICT" in repair and "FOCUS" in repair and "CONFIDENCE" in repair

@@ -36,11 +36,21 @@ def test_each_prompt_shows_a_reply_the_parser_reads(ref: str):
 
 @pytest.mark.parametrize("ref", COACH_REFS)
 def test_no_prompt_spells_the_format_as_alternatives(ref: str):
-    """What Qwen copied literally: 'VERDICT: management, leadership, both or unclear'."""
+    """What Qwen copied literally: 'VERDICT: management, leadership, both or unclear'.
+    Every key line in a prompt is a filled-in value, as a reply would have it."""
     system = load_prompt(ref).system
-    for line in system.splitlines():
-        if re.match(r"(SAFETY|VERDICT|FOCUS|CONFIDENCE|CITATIONS|SUMMARY|QUESTIONS):", line):
-            assert not re.search(r"\bor\b|\bto\b|\.\.\.|<", line), line
+    values = {
+        "SAFETY": r"none",
+        "VERDICT": r"management|leadership|both|unclear",
+        "FOCUS": r"([ML][1-3])(, [ML][1-3]){0,2}",
+        "CONFIDENCE": r"[01]\.\d",
+    }
+    seen = 0
+    for key, value in values.items():
+        for found in re.findall(rf"^{key}: (.*)$", system, re.M):
+            assert re.fullmatch(value, found), f"{key}: {found}"
+            seen += 1
+    assert seen >= 4
 
 
 def feed(text: str, size: int) -> tuple[str, AnswerReader]:
@@ -134,3 +144,22 @@ def test_the_grammar_keeps_the_coaching_inside_the_token_budget(max_tokens: int)
     # At 3 characters a token, the longest coaching leaves the header and trailer room.
     assert prose_chars / 3 <= max(max_tokens - 300, 60) + lines * 2
     assert lines <= 8
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("Who owns it? | When is it due?", ["Who owns it?", "When is it due?"]),
+        (
+            "Who owns it? When is it due? What changed?",
+            ["Who owns it?", "When is it due?", "What changed?"],
+        ),
+        ("Who owns it? When is it due? How can we be", ["Who owns it?", "When is it due?"]),
+        ("A? | B? | C? | D?", ["A?", "B?", "C?"]),
+        ("What would help most", ["What would help most"]),
+    ],
+    ids=["pipes", "run-on", "cut-fragment", "at-most-three", "no-mark"],
+)
+def test_questions_as_small_models_write_them(value: str, expected: list[str]):
+    reply = f"VERDICT: both\nFOCUS: M1, L1\n---\nDo both.\n---\nQUESTIONS: {value}\n"
+    assert parse_answer(reply)[0].questions == expected

@@ -61,8 +61,8 @@ class LocalEngine:
     def engine(self) -> LLMEngine:
         """The LLM engine pointed at the running local server (started if need be)."""
         with self._lock:
-            if self._llm is None:
-                server = start_server(self.settings)
+            server = start_server(self.settings)  # at once when it is running already
+            if self._llm is None or self._llm.settings.llm_base_url != server.base_url:
                 settings = self.settings.model_copy(
                     update={
                         "llm_base_url": server.base_url,

@@ -91,6 +91,8 @@ class OfflineEngine:
             question_closeness=request.question_move.score if request.question_move else 0.0,
             action_labels=load_actions(self.settings.knowledge_dir),
             templates=templates,
+            situation_text=judged_text,
+            already_said="\n".join(t.text for t in request.history if t.role == "assistant"),
             lead_in=lead_in,
             brief=follow_up and question is not None,
         )

@@ -161,6 +161,15 @@ def _items(value: str, sep: str) -> list[str]:
     return list(dict.fromkeys(p for p in parts if p.lower() not in _EMPTY))
 
 
+def _questions(value: str) -> list[str]:
+    """Up to 3 questions: separated by " | " as asked, or one after another ("A? B?"), as
+    small models write them; a last fragment cut off before its question mark is dropped."""
+    parts = _items(value, r"\||(?<=[?？])\s+")
+    if len(parts) > 1 and not re.search(r"[?？]$", parts[-1]):
+        parts = parts[:-1]
+    return parts[:3]
+
+
 def _confidence(value: str) -> float:
     text = value.strip().rstrip("%").strip()
     try:
@@ -211,7 +220,7 @@ def build_header(fields: dict[str, str], *, complete: bool = True) -> Header:
             f"VERDICT must be management, leadership, both or unclear, not {fields['VERDICT']!r}"
         )
     verdict: Verdict | None = None if word == "unclear" else word  # type: ignore[assignment]
-    questions = _items(fields.get("QUESTIONS", ""), r"\|")[:3]
+    questions = _questions(fields.get("QUESTIONS", ""))
     confidence = _confidence(fields["CONFIDENCE"]) if "CONFIDENCE" in fields else 0.0
     if verdict is None:
         if not questions and (complete or "QUESTIONS" in fields):

@@ -57,6 +57,9 @@ def _coach_future(engine: str, data_dir: str) -> Future:
     return ThreadPoolExecutor(1, thread_name_prefix="coach-build").submit(_build, engine)
 
 
+LOADING_LOCAL = "Loading the local model… the first answer waits until it is ready."
+
+
 class LoadingCoach:
     """Stands in for the coach while it loads: the page draws at once, and the first use waits.
 
@@ -71,8 +74,13 @@ class LoadingCoach:
         self.settings = settings
         self.prompt = settings.prompt
         self.engine = make_engine(settings.engine, settings)
+        local = self.engine.capabilities.uses_prompt and not self.engine.capabilities.remote
+        self.loading = LOADING_LOCAL if local else None  # a model file loads for seconds
 
     def __getattr__(self, name: str):
+        if self.loading and not self._future.done():
+            with st.spinner(self.loading):
+                return getattr(_result(self._future), name)
         return getattr(_result(self._future), name)
 
 
@@ -98,7 +106,10 @@ def load_coach() -> Coach:
     try:
         if future.done():
             return _result(future)
-        return LoadingCoach(future, settings)  # type: ignore[return-value]
+        loading = LoadingCoach(future, settings)
+        if loading.loading:
+            st.caption(loading.loading)
+        return loading  # type: ignore[return-value]
     except CoachError as exc:
         st.error(safe_markdown(exc.message), icon=":material/error:")
         st.stop()

@@ -12,7 +12,7 @@ from app.answer import CoachingAnswer
 from app.errors import CoachError
 from app.feedback_cli import focus_fits
 from app.passages import FOCUS_CODES, FOCUS_NAMES, VERDICTS, Passage
-from app.render import SAFETY_LABELS, VERDICT_LABELS, evidence_groups
+from app.render import SAFETY_LABELS, VERDICT_LABELS, evidence_groups, reading_lines
 from app.safe_text import plain_markdown as plain
 from app.safe_text import safe_markdown
 from app.store import ConversationStore, StoredMessage
@@ -180,6 +180,7 @@ def assistant_turn(
         st.markdown(f"_{safe_markdown(answer.summary.strip())}_")
     st.markdown(safe_markdown(answer.coaching))
     evidence(answer)
+    understood(answer)
     follow_ups(state, m.id, answer)
     sources(coach.sources(answer.citations))
     st.caption(meta_line(answer))
@@ -248,6 +249,17 @@ def evidence(answer: CoachingAnswer) -> None:
             st.markdown(f"**{title}**")
             for quote, why in items:
                 st.markdown(f"> {plain(quote)}\n\n{plain(why)}")
+
+
+def understood(answer: CoachingAnswer) -> None:
+    """What the coach read in the situation (role, team, limits, what was tried, questions),
+    so a misreading is visible and can be corrected in the next message."""
+    lines = reading_lines(answer)
+    if not lines:
+        return
+    with st.expander("What I understood", icon=":material/person_search:"):
+        st.markdown("\n".join(f"- {plain(line)}" for line in lines))
+        st.caption("Something wrong or missing? Say so in your next message.")
 
 
 def sources(passages: list[Passage]) -> None:
