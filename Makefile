@@ -93,7 +93,8 @@ test: $(STAMP) chromium oidc-provider postgres lint eval
 eval: index
 	$(BIN)/coach models
 	$(BIN)/coach eval run evals/suites/core.yaml evals/suites/real-dev.yaml --engine offline --quiet \
-		--out evals/runs/dev-offline.json
+		--out evals/runs/dev-offline.json --fail-over step_diversity_max_share=0.10 \
+		--fail-under no_repeat_rate=0.95 --fail-under quote_support_rate=0.97
 	$(BIN)/coach eval run evals/suites/written-test.yaml evals/suites/real-test.yaml --engine offline \
 		--quiet --out evals/runs/verdict-test-offline.json \
 		--fail-under written-test.verdict_accuracy=0.62 --fail-under real-test.verdict_accuracy=0.45

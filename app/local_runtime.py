@@ -176,6 +176,28 @@ def start_server(settings: Settings) -> LocalServer:
         return info
 
 
+def prefill(system: str) -> None:
+    """Have the running server read ``system`` into its prompt cache (one token written),
+    so a request that starts with the same instructions skips reading them again."""
+    import json
+    import urllib.request
+
+    server = running_server()
+    if server is None:
+        return
+    body = {"messages": [{"role": "system", "content": system}], "max_tokens": 1}
+    request = urllib.request.Request(
+        f"{server.base_url}/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            response.read()
+    except OSError:  # only a head start: the first question reads the prompt instead
+        pass
+
+
 def running_server() -> LocalServer | None:
     """The local server of this process, if one is running."""
     return _running[0] if _running is not None else None

@@ -266,12 +266,20 @@ class MoveStore:
         return FittedMoves(library, vectors, arrays["owners"], arrays["asks"], words, documents)
 
     def ensure(self, progress: Callable[[str], None] | None = None) -> bool:
-        """Load the saved vectors, or build them when missing or stale; True when built."""
+        """Load the saved vectors, or build them when missing or stale; True when built.
+        Processes on one data folder build one at a time; one that waited loads the result."""
+        from app.file_lock import file_lock
+
         library = load_library(self.settings.knowledge_dir)
         fitted = self._load(library)
-        built = fitted is None
+        built = False
         if fitted is None:
-            fitted = self.build(progress)
+            self.settings.ensure_data_dir()
+            with file_lock(self.settings.data_dir / "moves.lock", "embedding the move library"):
+                fitted = self._load(library)
+                if fitted is None:
+                    fitted = self.build(progress)
+                    built = True
         with self._lock:
             self._fitted = fitted
         return built

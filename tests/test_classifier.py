@@ -219,7 +219,7 @@ def test_offline_quotes_agree_with_the_focus_they_support_on_the_dev_suite():
         if answer.verdict is None:
             continue
         sides = {focus_side(c) for c in answer.focus}
-        for quote in re.findall(r'You said "([^"]+)"', answer.coaching):
+        for quote in re.findall(r'In your words: "([^"]+)"', answer.coaching):
             head = quote.rstrip("…")
             match = [e for e in answer.evidence if e.text.startswith(head[:60])]
             assert match, f"{case['id']}: quoted {quote!r} is not one of the evidence sentences"

@@ -287,3 +287,30 @@ coach = runtime.load_coach()
     get_settings.cache_clear()
     page = AppTest.from_string(script, default_timeout=60).run()
     assert not page.exception and not page.caption
+
+
+@pytest.mark.timeout(300)
+def test_warm_up_reads_the_instructions_so_the_first_question_skips_them():
+    settings = shared_env()[0].model_copy(
+        update={
+            "engine": "local",
+            "local_model": smollm2(),
+            "local_threads": 2,
+            "local_ctx": 3072,  # a server of its own, with an empty prompt cache
+            "llm_max_tokens": MAX_TOKENS,
+            "llm_temperature": 0.0,
+            "llm_deadline": 600.0,
+        }
+    )
+    engine = LocalEngine(settings, fallback=OfflineEngine(settings))
+    engine.warm_up()
+    port = running_server().port
+    warmed = metrics(port)
+    assert warmed["prompt_tokens_total"] > 1000, "the instructions were read once"
+    answer = local_coach(settings, engine).ask(SITUATIONS[0]).result()
+    assert not answer.meta.fallback
+    cached = metrics(port)["prompt_tokens_cached_total"] - warmed["prompt_tokens_cached_total"]
+    assert cached > 1000, "the first question reused them"
+    # A CPU gets time for a long prompt unless the person set the limits themselves.
+    assert engine.engine().settings.llm_timeout == 300.0
+    assert engine.engine().settings.llm_deadline == 600.0

@@ -163,3 +163,46 @@ def test_the_grammar_keeps_the_coaching_inside_the_token_budget(max_tokens: int)
 def test_questions_as_small_models_write_them(value: str, expected: list[str]):
     reply = f"VERDICT: both\nFOCUS: M1, L1\n---\nDo both.\n---\nQUESTIONS: {value}\n"
     assert parse_answer(reply)[0].questions == expected
+
+
+MISSING_RULE = """\
+SAFETY: none
+VERDICT: both
+FOCUS: M1, L3
+---
+Agree who owns each file.
+
+Watch for this: fewer clashes.
+
+CONFIDENCE: 0.6
+CITATIONS: doc#m-1
+SUMMARY: Give files owners.
+---
+CONFIDENCE: 0.7
+CITATIONS: doc#m-1
+SUMMARY: Give files owners.
+QUESTIONS: Who owns the build? | When is the release?
+"""
+
+
+@pytest.mark.parametrize("size", [1, 3, 8, len(MISSING_RULE)])
+def test_a_trailer_without_its_dashes_is_still_the_trailer(size: int):
+    """What Qwen2.5-Coder-1.5B wrote once: the trailer straight after the coaching."""
+    shown, reader = feed(MISSING_RULE, size)
+    header, coaching = reader.finish()
+    assert shown == coaching == "Agree who owns each file.\n\nWatch for this: fewer clashes."
+    assert (header.confidence, header.summary) == (0.6, "Give files owners.")
+    assert header.questions == ["Who owns the build?", "When is the release?"]
+
+
+@pytest.mark.parametrize("size", [1, 4, 200])
+def test_a_key_like_line_inside_the_coaching_stays_in_it(size: int):
+    reply = (
+        "VERDICT: leadership\nFOCUS: L2\n---\nTry this.\nQuestions: ask them first.\n"
+        "Then let them choose.\n---\nSUMMARY: Let them choose.\nQUESTIONS: Who decides?\n"
+    )
+    shown, reader = feed(reply, size)
+    header, coaching = reader.finish()
+    assert shown == coaching
+    assert coaching == "Try this.\nQuestions: ask them first.\nThen let them choose."
+    assert header.summary == "Let them choose." and header.questions == ["Who decides?"]

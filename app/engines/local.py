@@ -22,8 +22,14 @@ from app.answer import CoachRequest, Usage
 from app.engines.base import LOCAL_LLM, Engine, EngineEvent
 from app.engines.llm import LLMEngine
 from app.engines.reply_format import reply_grammar
-from app.local_runtime import HOST, check_model, running_server, start_server
+from app.local_runtime import HOST, check_model, prefill, running_server, start_server
+from app.prompts import load_prompt
 from app.settings import Settings
+
+# A CPU works through a 2,000-token prompt before the first token: far longer than a hosted
+# API's first byte. Unless COACH_LLM_TIMEOUT / COACH_LLM_DEADLINE are set, a local answer
+# gets this long for each, so a slow laptop's first answer is not cut short.
+LOCAL_WAIT = 300.0
 
 
 class LocalEngine:
@@ -55,21 +61,27 @@ class LocalEngine:
         }
 
     def warm_up(self) -> None:
-        """Start the server and load the model now, instead of on the first question."""
+        """Start the server, load the model and read the prompt's instructions now, so the
+        first question waits only for its own part of the prompt."""
         self.engine()
+        prompt = load_prompt(self.prompt or self.settings.prompt, self.settings.prompts_dir)
+        system, _ = prompt.render(situation="", passages="", history="", language="English")
+        prefill(system)
 
     def engine(self) -> LLMEngine:
         """The LLM engine pointed at the running local server (started if need be)."""
         with self._lock:
             server = start_server(self.settings)  # at once when it is running already
             if self._llm is None or self._llm.settings.llm_base_url != server.base_url:
-                settings = self.settings.model_copy(
-                    update={
-                        "llm_base_url": server.base_url,
-                        "llm_model": self.model,
-                        "llm_api_key": SecretStr("local"),  # never the OpenAI key
-                    }
-                )
+                update: dict[str, Any] = {
+                    "llm_base_url": server.base_url,
+                    "llm_model": self.model,
+                    "llm_api_key": SecretStr("local"),  # never the OpenAI key
+                }
+                for name in ("llm_timeout", "llm_deadline"):
+                    if name not in self.settings.model_fields_set:
+                        update[name] = max(getattr(self.settings, name), LOCAL_WAIT)
+                settings = self.settings.model_copy(update=update)
                 llm = LLMEngine(
                     settings,
                     fallback=self.fallback,
