@@ -161,6 +161,12 @@ class Settings(BaseSettings):
         "data folder, postgresql://user:password@host:5432/database for a team "
         "(COACH_DATABASE_URL). It may hold a password, so it is never shown or logged.",
     )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        description="Delete conversations untouched for this many days, at the app's start and "
+        "daily after (COACH_RETENTION_DAYS); unset keeps them until deleted.",
+    )
     allow_open: bool = Field(
         False,
         description="Serve the web app without sign-in on an address other machines can reach "

@@ -653,3 +653,38 @@ def test_a_crisis_is_answered_with_help_first_under_a_safety_badge(app):
     assert not any("Needs more detail" in t for t in shown)
     assert any("988" in t for t in shown)
     assert app.engine.calls == []  # the guard answered; the engine never saw it
+
+
+def test_delete_all_my_data_removes_every_conversation(app: Harness) -> None:
+    app.engine.enqueue(app.answer(), app.answer())
+    at = send(app.tab(), SITUATION)
+    at.button(key="delete-all-my-data").click().run()  # a fresh conversation, then everything
+    assert_clean(at)
+    assert app.store.list_conversations() == []
+    assert chat_texts(at, "user") == []
+
+
+def test_conversations_past_retention_are_deleted_once_a_day(app: Harness, monkeypatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.settings import Settings
+    from app.web.runtime import purge_expired
+
+    store = app.store
+    old = store.create_conversation("An old situation")
+    store.create_conversation("A recent situation")
+    with store._write() as conn:  # age the first one by 40 days
+        from sqlalchemy import update
+
+        from app.store_schema import conversations
+
+        conn.execute(
+            update(conversations)
+            .where(conversations.c.id == old.id)
+            .values(updated_at=(datetime.now(UTC) - timedelta(days=40)).isoformat())
+        )
+    settings = Settings(retention_days=30)
+    assert purge_expired(store, settings) == 1
+    assert [c.title for c in store.list_conversations()] == ["A recent situation"]
+    assert purge_expired(store, settings) == 0  # at most once a day
+    assert purge_expired(store, Settings(retention_days=None)) == 0

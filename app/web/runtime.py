@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -117,13 +118,38 @@ def load_coach() -> Coach:
 
 
 def load_store() -> ConversationStore:
-    """The conversation store in the data folder; on a problem, the reason is shown."""
+    """The conversation store in the data folder; on a problem, the reason is shown.
+    Conversations past ``COACH_RETENTION_DAYS`` are deleted once a day per process."""
     try:
-        return open_store(get_settings())
+        settings = get_settings()
+        store = open_store(settings)
+        purge_expired(store, settings)
+        return store
     except CoachError as exc:
         st.error(safe_markdown(exc.message), icon=":material/error:")
         st.stop()
     raise AssertionError("unreachable")
+
+
+_PURGED: dict[str, date] = {}
+
+
+def purge_expired(store: ConversationStore, settings: Settings, today: date | None = None) -> int:
+    """Delete conversations untouched for ``settings.retention_days`` (every owner's), at most
+    once a day for each database; how many were deleted."""
+    if not settings.retention_days:
+        return 0
+    today = today or datetime.now(UTC).date()
+    url = settings.database_url.get_secret_value() if settings.database_url else ""
+    key = f"{settings.data_dir}|{url}"
+    if _PURGED.get(key) == today:
+        return 0
+    _PURGED[key] = today
+    before = datetime.now(UTC) - timedelta(days=settings.retention_days)
+    deleted = store.delete_inactive(before)
+    if deleted:
+        logging.getLogger(__name__).info("Deleted %d conversations past retention.", deleted)
+    return deleted
 
 
 @dataclass(frozen=True)

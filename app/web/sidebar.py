@@ -118,6 +118,31 @@ def conversations(coach: Coach, store: ConversationStore, state: chat.ChatSessio
     if current is not None:
         st.divider()
         conversation_tools(coach, store, state, current)
+    if saved:
+        st.divider()
+        your_data(store, state)
+
+
+def _delete_everything(store: ConversationStore, state: chat.ChatSession) -> None:
+    deleted = store.delete_all()
+    chat.new_conversation(state)
+    st.toast(f"Deleted {deleted} conversation{'s' if deleted != 1 else ''} and their feedback.")
+
+
+def your_data(store: ConversationStore, state: chat.ChatSession) -> None:
+    """Delete every conversation of this user (all of them in single-user mode)."""
+    with st.popover("Delete all my data", icon=":material/delete_forever:", width="stretch"):
+        st.markdown(
+            "Delete **all** your conversations, their answers and your feedback? "
+            "This cannot be undone."
+        )
+        st.button(
+            "Delete everything",
+            key="delete-all-my-data",
+            type="primary",
+            on_click=_delete_everything,
+            args=(store, state),
+        )
 
 
 def _rename(store: ConversationStore, conversation_id: str) -> None:
