@@ -102,8 +102,8 @@ def reading_lines(answer: CoachingAnswer) -> list[str]:
         lines.append("People involved: " + "; ".join(p.mention for p in reading.people))
     for constraint in reading.constraints:
         lines.append(f"Limit ({constraint.kind}): {constraint.text}")
-    for tried in reading.tried:
-        lines.append(f"Already tried: {tried.text}")
+    for text in dict.fromkeys(t.text for t in reading.tried):  # one clause can be two actions
+        lines.append(f"Already tried: {text}")
     if reading.time_pressure:
         lines.append(f"Time pressure: {reading.time_pressure}")
     for question in reading.questions:
