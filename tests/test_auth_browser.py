@@ -366,3 +366,79 @@ def test_an_open_address_without_sign_in_shows_only_the_warning(
     finally:
         stop(proc)
         page.close()
+
+
+def test_two_app_servers_share_one_postgres_and_one_chroma_server(
+    browser, provider, postgres, chroma_server, tmp_path_factory
+) -> None:
+    """Two Streamlit servers, each with its own data folder (as on two machines), on one
+    PostgreSQL database and one Chroma server: two people, one on each, each see their own
+    conversation on both servers, never the other's, and every message is stored."""
+    database = postgres.create_database("two_servers")
+    shared = {"COACH_DATABASE_URL": database, "COACH_CHROMA_URL": chroma_server.url,
+              "COACH_COLLECTION": "two-servers"}  # fmt: skip
+    urls, procs = [], []
+    cookie = secrets.token_hex(32)  # one secret for every replica, as the README says
+    try:
+        for name in ("first", "second"):
+            data = tmp_path_factory.mktemp(f"replica-{name}")
+            seed_models(data)
+            built = subprocess.run(
+                [sys.executable, "-m", "app.cli", "index"],
+                cwd=ROOT,
+                env=child_env(data, **shared),
+                timeout=600,
+                capture_output=True,
+                text=True,
+            )
+            assert built.returncode == 0, built.stderr
+            port = free_port()
+            secrets_file = data / "secrets.toml"
+            secrets_file.write_text(
+                "[auth]\n"
+                f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+                f'cookie_secret = "{cookie}"\n'
+                'client_id = "leadership-coach"\n'
+                'client_secret = "test-client-secret"\n'
+                f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n',
+                encoding="utf-8",
+            )
+            url, proc = start_app(data, "127.0.0.1", secrets_file, port=port, **shared)
+            urls.append(url)
+            procs.append(proc)
+
+        alice = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+        bob = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+        sign_in(alice, urls[0], "alice")
+        alice_id = ask(alice, ALICE_SITUATION, timeout=FIRST_ANSWER_MS)
+        sign_in(bob, urls[1], "bob")
+        bob_id = ask(bob, BOB_SITUATION, timeout=FIRST_ANSWER_MS)
+        assert alice_id != bob_id
+
+        # Each person on the other server (a fresh browser, so the provider asks again):
+        # their own conversation is there, and not the other's.
+        for page in (alice, bob):
+            page.context.close()
+        alice = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+        bob = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+        sign_in(alice, urls[1], "alice")
+        expect(conversation_button(alice, ALICE_TITLE)).to_be_visible(timeout=WAIT_MS)
+        expect(conversation_button(alice, BOB_TITLE)).to_have_count(0)
+        sign_in(bob, urls[0], "bob")
+        expect(conversation_button(bob, BOB_TITLE)).to_be_visible(timeout=WAIT_MS)
+        expect(conversation_button(bob, ALICE_TITLE)).to_have_count(0)
+        alice.context.close()
+        bob.context.close()
+
+        store = open_store(Settings(database_url=database))
+        for owner, conv_id in (
+            (f"{provider} user-alice", alice_id),
+            (f"{provider} user-bob", bob_id),
+        ):
+            (conversation,) = store.list_conversations(owner=owner)
+            assert conversation.id == conv_id
+            roles = [m.role for m in store.messages(conv_id, owner=owner)]
+            assert roles == ["user", "assistant"]  # nothing lost, nothing mixed in
+    finally:
+        for proc in procs:
+            stop(proc)
