@@ -63,8 +63,9 @@ def read_context(
     # The situation is matched on what they describe; their questions are matched to the
     # library's questions below ("how do I get them on board?" is about no board).
     asked_set = set(reading.questions)
-    described = " ".join(u for u in sentences(everything) if u not in asked_set) or everything
-    units = [u for u in sentences(everything) if u not in asked_set][:40]
+    units = [u for u in sentences(everything) if u not in asked_set]
+    described = " ".join(units) or everything
+    units = units[:40]
     sentence_vectors = embedder.embed(units) if units else None
     known = facts(reading)
     # A situation is a candidate only when nothing known rules it out and it shares a

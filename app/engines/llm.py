@@ -277,27 +277,16 @@ class LLMEngine:
             yield coaching  # not streamed: the repaired answer arrives in one piece
             outcome = _Outcome(header, coaching, finish)
             repaired = True
-        header = outcome.header
         notices = [LENGTH_NOTICE] if outcome.finish_reason == "length" else []
-        yield CoachingAnswer(
-            verdict=header.verdict,
-            confidence=header.confidence,
-            focus=header.focus,  # type: ignore[arg-type]
-            summary=header.summary,
-            coaching=outcome.coaching,
-            follow_up_questions=header.questions,
-            citations=header.citations,
-            notices=notices,
-            meta=AnswerMeta(
-                engine=self.name,
-                model=self.model,
-                prompt=prompt.ref,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                usage=tally.total(),
-                language=request.language,
-                repaired=repaired,
-                model_safety=header.safety,
-            ),
+        yield self._answer(
+            outcome.header,
+            outcome.coaching,
+            notices,
+            request,
+            prompt,
+            tally,
+            started,
+            repaired=repaired,
         )
 
     def _bounds(self) -> AnswerBounds:
@@ -320,15 +309,32 @@ class LLMEngine:
                 raise LLMError(CUT_OFF_ERRORS[cut.reason].format(**limits))
             yield from self._fallback_answer(request, CUT_OFF_FALLBACK[cut.reason].format(**limits))
             return
-        yield CoachingAnswer(
+        notices = [CUT_OFF_NOTICES[cut.reason].format(**limits)]
+        yield self._answer(
+            header, cut.coaching, notices, request, prompt, tally, started, cut_off=cut.reason
+        )
+
+    def _answer(
+        self,
+        header,
+        coaching: str,
+        notices: list[str],
+        request: CoachRequest,
+        prompt: Prompt,
+        tally: _Tally,
+        started: float,
+        **meta,
+    ) -> CoachingAnswer:
+        """The answer a read header and its coaching make, with how it was made."""
+        return CoachingAnswer(
             verdict=header.verdict,
             confidence=header.confidence,
             focus=header.focus,  # type: ignore[arg-type]
             summary=header.summary,
-            coaching=cut.coaching,
+            coaching=coaching,
             follow_up_questions=header.questions,
             citations=header.citations,
-            notices=[CUT_OFF_NOTICES[cut.reason].format(**limits)],
+            notices=notices,
             meta=AnswerMeta(
                 engine=self.name,
                 model=self.model,
@@ -337,7 +343,7 @@ class LLMEngine:
                 usage=tally.total(),
                 language=request.language,
                 model_safety=header.safety,
-                cut_off=cut.reason,
+                **meta,
             ),
         )
 

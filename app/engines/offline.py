@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from app.answer import AnswerMeta, CoachingAnswer, CoachRequest
 from app.engines.base import Capabilities, EngineEvent
-from app.moves import load_actions
+from app.moves import load_library
 from app.offline_compose import compose, main_question
 from app.offline_templates import OfflineTemplates, load_templates
 from app.passages import FOCUS_NAMES
@@ -53,7 +53,7 @@ class OfflineEngine:
 
     def warm_up(self) -> None:
         load_templates(self.settings.prompts_dir)
-        load_actions(self.settings.knowledge_dir)
+        load_library(self.settings.knowledge_dir)
 
     def run(self, request: CoachRequest) -> Iterator[EngineEvent]:
         answer = self.answer(request)
@@ -89,7 +89,7 @@ class OfflineEngine:
             question=question,
             question_situation=request.question_move.situation if request.question_move else None,
             question_closeness=request.question_move.score if request.question_move else 0.0,
-            action_labels=load_actions(self.settings.knowledge_dir),
+            action_labels=load_library(self.settings.knowledge_dir).actions,
             templates=templates,
             situation_text=judged_text,
             already_said="\n".join(t.text for t in request.history if t.role == "assistant"),

@@ -201,28 +201,36 @@ def meta_line(answer: CoachingAnswer) -> str:
 def follow_ups(state: chat.ChatSession, message_id: int, answer: CoachingAnswer) -> None:
     """The coach's own questions (a click puts the question above the input, to answer it)
     and what the person might ask next (a click sends it as theirs)."""
-    if answer.follow_up_questions:
-        st.markdown("**The coach asks you** · click one to answer it")
-        for i, question in enumerate(answer.follow_up_questions):
-            st.button(
-                plain(question),
-                key=f"coach-asks-{message_id}-{i}",
-                icon=":material/reply:",
-                type="tertiary",
-                on_click=chat.answer_question,
-                args=(state, question),
-            )
-    if answer.suggested_questions:
-        st.markdown("**You might ask next** · click one to ask it")
-        for i, question in enumerate(answer.suggested_questions):
-            st.button(
-                plain(question),
-                key=f"follow-up-{message_id}-{i}",
-                icon=":material/subdirectory_arrow_right:",
-                type="tertiary",
-                on_click=chat.send,
-                args=(state, question),
-            )
+    _question_buttons(
+        "**The coach asks you** · click one to answer it",
+        answer.follow_up_questions,
+        f"coach-asks-{message_id}",
+        ":material/reply:",
+        lambda question: (chat.answer_question, (state, question)),
+    )
+    _question_buttons(
+        "**You might ask next** · click one to ask it",
+        answer.suggested_questions,
+        f"follow-up-{message_id}",
+        ":material/subdirectory_arrow_right:",
+        lambda question: (chat.send, (state, question)),
+    )
+
+
+def _question_buttons(title: str, questions: list[str], key: str, icon: str, action) -> None:
+    if not questions:
+        return
+    st.markdown(title)
+    for i, question in enumerate(questions):
+        on_click, args = action(question)
+        st.button(
+            plain(question),
+            key=f"{key}-{i}",
+            icon=icon,
+            type="tertiary",
+            on_click=on_click,
+            args=args,
+        )
 
 
 def replying_banner(state: chat.ChatSession) -> None:
